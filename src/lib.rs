@@ -1,0 +1,7 @@
+//! numasim: a discrete-event simulator for NUMA-aware guest placement.
+//!
+//! The core modules (`topology`, and the ones built on it) take values and
+//! return values; only [`load`] reads files. See ARCHITECTURE.md.
+
+pub mod load;
+pub mod topology;

@@ -1,0 +1,4 @@
+//! numasim's integration tests: one binary, one module per area.
+
+mod common;
+mod topology;
