@@ -1,4 +1,5 @@
 //! numasim's integration tests: one binary, one module per area.
 
 mod common;
+mod fit;
 mod topology;

@@ -1,0 +1,3 @@
+//! The fit engine: Nova's NUMA placement semantics.
+
+pub mod pyset;
