@@ -23,6 +23,13 @@ enum Command {
         #[command(subcommand)]
         command: TopologyCmd,
     },
+    /// Answer fit cases (JSON Lines, FORMAT.md) with the fit engine.
+    Fit {
+        /// Cases file; standard input when absent.
+        file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "nova")]
+        mode: numasim::fit::Mode,
+    },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +81,7 @@ pub fn run() -> i32 {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Topology { command } => topology(command),
+        Command::Fit { file, mode } => fit(file, mode),
     }
 }
 
@@ -122,4 +130,37 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
+}
+
+/// One result line per case line, in order; a line that is not JSON gets an
+/// `input` error result naming its line number, like the oracle.
+fn fit(file: Option<PathBuf>, mode: numasim::fit::Mode) -> Result<i32> {
+    use std::io::{BufRead, Write};
+    let reader: Box<dyn BufRead> = match &file {
+        Some(p) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(p).with_context(|| format!("{}: cannot open", p.display()))?,
+        )),
+        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let name = file
+        .as_ref()
+        .map_or("<stdin>".to_string(), |p| p.display().to_string());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (idx, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("{name}: line {}: cannot read", idx + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(case) => numasim::fit::case::run_case(&case, mode),
+            Err(e) => serde_json::json!({
+                "cells": null, "error": {"kind": "InputError", "message": format!("line {}: {e}", idx + 1), "phase": "input"},
+                "fits": null, "id": null, "request": null, "usage_after": null
+            }),
+        };
+        writeln!(out, "{result}")?;
+    }
+    out.flush()?;
+    Ok(0)
 }

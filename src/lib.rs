@@ -5,4 +5,5 @@
 
 pub mod fit;
 pub mod load;
+pub mod request;
 pub mod topology;

@@ -239,6 +239,21 @@ impl PySet {
         }
     }
 
+    /// `self -= other` (`difference_update` with a set argument).
+    pub fn difference_update(&mut self, other: &PySet) {
+        for k in other.iter() {
+            self.discard(k);
+        }
+        if self.fill - self.used > self.mask() / 4 {
+            let minused = if self.used > 50000 {
+                self.used * 2
+            } else {
+                self.used * 4
+            };
+            self.resize(minused);
+        }
+    }
+
     /// `self & other`.
     pub fn intersection(&self, other: &PySet) -> PySet {
         let (big, small) = if other.len() > self.len() {
