@@ -574,7 +574,7 @@ pub fn run_case(case: &Value, mode: Mode) -> Value {
         let has_instance = case.get("instance").is_some();
         let flavor = match case
             .get("flavor")
-            .filter(|f| !f.is_null() && !(has_instance && f.as_object().is_some_and(Map::is_empty)))
+            .filter(|f| !(f.is_null() || has_instance && f.as_object().is_some_and(Map::is_empty)))
         {
             Some(f) => parse_flavor(f)?,
             None if has_instance => Flavor {

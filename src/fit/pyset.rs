@@ -20,13 +20,19 @@ enum Slot {
     Key(u32),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PySet {
     table: Vec<Slot>,
     /// Active plus dummy slots.
     fill: usize,
     /// Active slots.
     used: usize,
+}
+
+impl std::fmt::Debug for PySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
 }
 
 impl Default for PySet {
@@ -167,13 +173,13 @@ impl PySet {
                 table[i] = Slot::Key(key);
                 return;
             }
-            if i + LINEAR_PROBES <= mask {
-                for j in i + 1..=i + LINEAR_PROBES {
-                    if table[j] == Slot::Empty {
-                        table[j] = Slot::Key(key);
-                        return;
-                    }
-                }
+            if i + LINEAR_PROBES <= mask
+                && let Some(slot) = table[i + 1..=i + LINEAR_PROBES]
+                    .iter_mut()
+                    .find(|s| **s == Slot::Empty)
+            {
+                *slot = Slot::Key(key);
+                return;
             }
             perturb >>= PERTURB_SHIFT;
             i = (i * 5 + 1 + perturb) & mask;

@@ -10,7 +10,7 @@
 //! - `Mode::Nova` replays Nova's walk with its caches and mutations, but
 //!   skips the permutations that provably repeat a walk that changed nothing
 //!   (same prefix up to the failing position, same state), and stops as soon
-//!   as some guest cell is refused by every host cell in the cache.
+//!   as no future walk can succeed (`provably_hopeless`).
 
 use super::cell::{CellFit, fit_cell};
 use super::host::{HostCell, HostTopology, Limits, NetworkMetadata, PciPool, PciRequest};
@@ -196,16 +196,15 @@ fn nova_walk(
     let mut cells: Vec<GuestCell> = guest.cells.clone();
     let mut fit_cache: HashSet<(i64, i64)> = HashSet::new();
     let mut not_fit_cache: HashSet<(i64, i64)> = HashSet::new();
-    let host_ids: Vec<i64> = host.cells.iter().map(|c| c.id).collect();
+
     let isolate_emulator = guest.emulator_threads_isolated();
     let mut perm: Vec<usize> = (0..k).collect();
+    let mut walks: u64 = 0;
     loop {
-        // A guest cell refused by every host cell under its current id can
-        // never fit again (its id only changes when it fits): no permutation
-        // can succeed.
-        if cells
-            .iter()
-            .any(|c| host_ids.iter().all(|&h| not_fit_cache.contains(&(h, c.id))))
+        walks += 1;
+        // Nova would go on walking; stop once no walk can ever succeed.
+        if walks.is_multiple_of(HOPELESS_CHECK_EVERY)
+            && provably_hopeless(host, &cells, guest, &fit_cache, &not_fit_cache, limits)?
         {
             return Ok(None);
         }
@@ -259,6 +258,127 @@ fn nova_walk(
             return Ok(None);
         }
     }
+}
+
+/// How often (in walks) the Nova walk checks whether it can still succeed.
+/// Unit tests check at every walk, so the property tests exercise it.
+const HOPELESS_CHECK_EVERY: u64 = if cfg!(test) { 1 } else { 32 };
+
+/// Whether no future walk of Nova's loop can succeed, whatever its order.
+///
+/// A walk succeeds only if every guest cell `g` sits on a distinct host
+/// cell `h` whose key `(h.id, id of g)` is not in the no-fit cache and is,
+/// or can become, a fit: already in the fit cache, or put there by a fresh
+/// check of some guest cell that can carry that id. A guest cell's id only
+/// ever becomes the id of a host cell it fits on (or, for pinned cells, of a
+/// host cell where its vCPUs were packed before a later check refused it),
+/// and the no-fit cache only grows, so the fixpoint below over-approximates
+/// every future walk; if it
+/// leaves no perfect matching of guest cells to host cells, Nova returns
+/// `None`. Fresh checks are evaluated on copies, with every page size the
+/// request could still be locked to.
+fn provably_hopeless(
+    host: &HostTopology,
+    cells: &[GuestCell],
+    request: &GuestTopology,
+    fit_cache: &HashSet<(i64, i64)>,
+    not_fit_cache: &HashSet<(i64, i64)>,
+    limits: Option<&Limits>,
+) -> Result<bool, FitError> {
+    let n = host.cells.len();
+    let k = cells.len();
+    let mut sizes: Vec<i64> = host
+        .cells
+        .iter()
+        .flat_map(|c| c.mempages.iter().map(|p| p.size_kb))
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let isolate = request.emulator_threads_isolated();
+    let mut fresh = vec![vec![false; n]; k];
+    for (g, row) in fresh.iter_mut().enumerate() {
+        let reserved = usize::from(isolate && g == 0);
+        // Sentinel sizes (small/large/any) are locked on the first page-size fit.
+        let unlocked = cells[g].pagesize.is_some_and(|p| p < 0);
+        for (h, slot) in row.iter_mut().enumerate() {
+            let mut trial = cells[g].clone();
+            let mut ok = fit_cell(&host.cells[h], &mut trial, limits, reserved, Mode::Nova)?
+                == CellFit::Fits;
+            if !ok && unlocked {
+                for &s in &sizes {
+                    let mut t = cells[g].clone();
+                    t.pagesize = Some(s);
+                    if fit_cell(&host.cells[h], &mut t, limits, reserved, Mode::Nova)?
+                        == CellFit::Fits
+                    {
+                        ok = true;
+                        break;
+                    }
+                }
+            }
+            *slot = ok;
+        }
+    }
+    let host_ids: Vec<i64> = host.cells.iter().map(|c| c.id).collect();
+    let mut ids: Vec<HashSet<i64>> = cells.iter().map(|c| HashSet::from([c.id])).collect();
+    let mut possible = vec![vec![false; n]; k];
+    loop {
+        let mut grew = false;
+        for g in 0..k {
+            // A pinned cell takes the host cell's id as soon as its vCPUs are
+            // packed there, even if a later check (limits) refuses it.
+            let takes_id_on_any_check = CpuPolicy::pins(cells[g].cpu_policy);
+            for h in 0..n {
+                let hid = host_ids[h];
+                let mut reached = false;
+                let mut fits = false;
+                for &x in &ids[g] {
+                    if not_fit_cache.contains(&(hid, x)) {
+                        continue;
+                    }
+                    reached = true;
+                    if fit_cache.contains(&(hid, x))
+                        || (0..k).any(|o| ids[o].contains(&x) && fresh[o][h])
+                    {
+                        fits = true;
+                        break;
+                    }
+                }
+                if fits && !possible[g][h] {
+                    possible[g][h] = true;
+                    grew = true;
+                }
+                if (fits || (reached && takes_id_on_any_check)) && ids[g].insert(hid) {
+                    grew = true;
+                }
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let mut owner: Vec<Option<usize>> = vec![None; n];
+    for g in 0..k {
+        let mut seen = vec![false; n];
+        if !place(g, &possible, &mut owner, &mut seen) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Kuhn's augmenting path over a boolean compatibility matrix.
+fn place(g: usize, possible: &[Vec<bool>], owner: &mut [Option<usize>], seen: &mut [bool]) -> bool {
+    for h in 0..owner.len() {
+        if possible[g][h] && !seen[h] {
+            seen[h] = true;
+            if owner[h].is_none_or(|o| place(o, possible, owner, seen)) {
+                owner[h] = Some(g);
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Pair evaluations of the clean search: each (host cell position, guest
@@ -398,4 +518,271 @@ fn augment(
         }
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast searches against the exhaustive ones they replace.
+    use super::*;
+    use crate::fit::host::MemPages;
+    use crate::request::{MEMPAGES_ANY, MEMPAGES_LARGE, MEMPAGES_SMALL, ThreadPolicy};
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    /// All k-permutations of `0..n` in `itertools.permutations` order.
+    fn permutations(n: usize, k: usize) -> Vec<Vec<usize>> {
+        let mut out = Vec::new();
+        let mut perm: Vec<usize> = (0..k).collect();
+        loop {
+            out.push(perm.clone());
+            if !advance(&mut perm, n, k - 1) {
+                return out;
+            }
+        }
+    }
+
+    /// Nova's loop exactly as written: every permutation, caches, mutation.
+    fn nova_exhaustive(
+        host: &HostTopology,
+        guest: &GuestTopology,
+        limits: Option<&Limits>,
+    ) -> Option<GuestTopology> {
+        if host.cells.len() < guest.cells.len() {
+            return None;
+        }
+        let order = ordered_cells(host, guest, &PciContext::default(), false);
+        let mut cells = guest.cells.clone();
+        let (mut fit_cache, mut not_fit) = (HashSet::new(), HashSet::new());
+        for perm in permutations(order.len(), cells.len()) {
+            let mut chosen = 0;
+            for (g, &p) in perm.iter().enumerate() {
+                let hc = &host.cells[order[p]];
+                let key = (hc.id, cells[g].id);
+                if not_fit.contains(&key) {
+                    break;
+                }
+                if fit_cache.contains(&key) {
+                    cells[g].id = hc.id;
+                    chosen += 1;
+                    continue;
+                }
+                let reserved = usize::from(guest.emulator_threads_isolated() && chosen == 0);
+                if fit_cell(hc, &mut cells[g], limits, reserved, Mode::Nova).unwrap()
+                    == CellFit::NoFit
+                {
+                    not_fit.insert(key);
+                    break;
+                }
+                fit_cache.insert(key);
+                chosen += 1;
+            }
+            if chosen == cells.len() {
+                return Some(GuestTopology {
+                    cells,
+                    emulator_threads_policy: guest.emulator_threads_policy,
+                });
+            }
+        }
+        None
+    }
+
+    /// Every permutation, every pair checked on a fresh copy.
+    fn clean_exhaustive(
+        host: &HostTopology,
+        guest: &GuestTopology,
+        limits: Option<&Limits>,
+    ) -> Option<GuestTopology> {
+        if host.cells.len() < guest.cells.len() {
+            return None;
+        }
+        let order = ordered_cells(host, guest, &PciContext::default(), false);
+        'perm: for perm in permutations(order.len(), guest.cells.len()) {
+            let mut cells = Vec::new();
+            for (g, &p) in perm.iter().enumerate() {
+                let mut c = guest.cells[g].clone();
+                let reserved = usize::from(guest.emulator_threads_isolated() && g == 0);
+                if fit_cell(&host.cells[order[p]], &mut c, limits, reserved, Mode::Clean).unwrap()
+                    == CellFit::NoFit
+                {
+                    continue 'perm;
+                }
+                cells.push(c);
+            }
+            return Some(GuestTopology {
+                cells,
+                emulator_threads_policy: guest.emulator_threads_policy,
+            });
+        }
+        None
+    }
+
+    fn host_cell() -> impl Strategy<Value = HostCell> {
+        (
+            0i64..6,
+            2usize..6,
+            1u32..3,
+            0i64..3,
+            0u32..3,
+            prop::bool::ANY,
+            0i64..3,
+        )
+            .prop_map(|(id, cores, threads, mem_gb, pinned, hugepages, usage)| {
+                let base = id as u32 * 16;
+                let all: Vec<u32> = (0..cores as u32 * threads).map(|i| base + i).collect();
+                let siblings: Vec<Vec<u32>> = (0..cores as u32)
+                    .map(|c| (0..threads).map(|t| base + t * cores as u32 + c).collect())
+                    .collect();
+                let (cpus, pcpus) = all.split_at(all.len() / 3);
+                let pinned: Vec<u32> = pcpus.iter().copied().take(pinned as usize).collect();
+                let memory = 1024 * (mem_gb + 1);
+                let mut pages = vec![MemPages {
+                    size_kb: 4,
+                    total: memory * 256,
+                    used: usage * 20000,
+                    reserved: 0,
+                }];
+                if hugepages {
+                    pages.push(MemPages {
+                        size_kb: 2048,
+                        total: (mem_gb + 1) * 256,
+                        used: 0,
+                        reserved: 0,
+                    });
+                }
+                let mut c = HostCell::from_lists(
+                    id,
+                    cpus,
+                    pcpus,
+                    memory,
+                    usage,
+                    usage * 128,
+                    &pinned,
+                    &siblings,
+                    pages,
+                );
+                c.socket = Some(id % 2);
+                c
+            })
+    }
+
+    fn guest() -> impl Strategy<Value = GuestTopology> {
+        let cell = (0i64..6, 0usize..2, 0usize..2, 1i64..3, 0usize..6, 0usize..4);
+        (
+            prop::collection::vec(cell, 1..4),
+            0usize..3,
+            prop::bool::weighted(0.2),
+        )
+            .prop_map(|(cells, policy, emu)| {
+                let cpu_policy = [None, Some(CpuPolicy::Dedicated), Some(CpuPolicy::Mixed)][policy];
+                let mut next = 0u32;
+                let cells = cells
+                    .into_iter()
+                    .map(|(id, shared, pinned, mem, page, thread)| {
+                        let mut take = |n: usize| -> BTreeSet<u32> {
+                            let s = (next..next + n as u32).collect();
+                            next += n as u32;
+                            s
+                        };
+                        let (cpuset, pcpuset) = match cpu_policy {
+                            None => (take(shared + 1), BTreeSet::new()),
+                            Some(CpuPolicy::Dedicated) => (BTreeSet::new(), take(pinned + 1)),
+                            _ => (take(shared + 1), take(pinned + 1)),
+                        };
+                        GuestCell {
+                            id,
+                            cpuset,
+                            pcpuset,
+                            memory_mb: mem * 256,
+                            pagesize: [
+                                None,
+                                Some(MEMPAGES_SMALL),
+                                Some(MEMPAGES_LARGE),
+                                Some(MEMPAGES_ANY),
+                                Some(2048),
+                                Some(4),
+                            ][page],
+                            cpu_policy,
+                            cpu_thread_policy: if cpu_policy.is_some() {
+                                [
+                                    None,
+                                    Some(ThreadPolicy::Prefer),
+                                    Some(ThreadPolicy::Isolate),
+                                    Some(ThreadPolicy::Require),
+                                ][thread]
+                            } else {
+                                None
+                            },
+                            cpu_pinning: None,
+                            cpuset_reserved: None,
+                        }
+                    })
+                    .collect();
+                let emulator_threads_policy = (emu && cpu_policy.is_some())
+                    .then_some(crate::request::EmulatorPolicy::Isolate);
+                GuestTopology {
+                    cells,
+                    emulator_threads_policy,
+                }
+            })
+    }
+
+    fn host() -> impl Strategy<Value = HostTopology> {
+        prop::collection::vec(host_cell(), 1..6).prop_map(|mut cells| {
+            // Distinct ids, kept in the generated (possibly unsorted) order.
+            let mut seen = BTreeSet::new();
+            cells.retain(|c| seen.insert(c.id));
+            HostTopology { cells }
+        })
+    }
+
+    thread_local! { static STATS: std::cell::RefCell<(u32, u32)> = const { std::cell::RefCell::new((0, 0)) }; }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        #[test]
+        fn nova_walk_equals_nova_exhaustive(host in host(), guest in guest(), limited in prop::bool::ANY) {
+            let limits = limited.then_some(Limits { cpu_allocation_ratio: 2.0, ram_allocation_ratio: 1.0, network_metadata: None });
+            let fast = fit_instance_to_host(&host, &guest, limits.as_ref(), &PciContext::default(), &FitOptions::default()).unwrap();
+            let slow = nova_exhaustive(&host, &guest, limits.as_ref());
+            STATS.with(|s| { let mut s = s.borrow_mut(); s.0 += 1; if slow.is_some() { s.1 += 1; } });
+            prop_assert_eq!(fast, slow);
+        }
+
+        #[test]
+        fn clean_search_equals_clean_exhaustive(host in host(), guest in guest(), limited in prop::bool::ANY) {
+            let limits = limited.then_some(Limits { cpu_allocation_ratio: 2.0, ram_allocation_ratio: 1.0, network_metadata: None });
+            let opts = FitOptions { mode: Mode::Clean, pack: false };
+            let fast = fit_instance_to_host(&host, &guest, limits.as_ref(), &PciContext::default(), &opts).unwrap();
+            prop_assert_eq!(fast, clean_exhaustive(&host, &guest, limits.as_ref()));
+        }
+    }
+
+    #[test]
+    fn generated_cases_are_not_trivial() {
+        // Run the property once more and make sure both outcomes occur.
+        nova_walk_equals_nova_exhaustive();
+        STATS.with(|s| {
+            let (total, fits) = *s.borrow();
+            assert!(
+                fits * 10 > total && fits * 10 < total * 9,
+                "{fits} of {total} fit"
+            );
+        });
+    }
+
+    #[test]
+    fn permutations_follow_itertools_order() {
+        let p = permutations(3, 2);
+        assert_eq!(
+            p,
+            vec![
+                vec![0, 1],
+                vec![0, 2],
+                vec![1, 0],
+                vec![1, 2],
+                vec![2, 0],
+                vec![2, 1]
+            ]
+        );
+    }
 }
