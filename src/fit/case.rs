@@ -554,6 +554,62 @@ fn pci_context(
     Ok((Some(pools), requests))
 }
 
+/// A case turned into engine inputs.
+pub struct Prepared {
+    pub flavor: Flavor,
+    pub image: ImageProps,
+    pub host: HostTopology,
+    pub limits: Option<Limits>,
+    /// The guest topology, `None` when the request asks for none.
+    pub request: Option<GuestTopology>,
+    pub pci_pools: Option<Vec<PciPool>>,
+    pub pci_requests: Vec<PciRequest>,
+    pub pack: bool,
+}
+
+/// Parses a case and computes its guest topology (`numa_get_constraints`,
+/// or the `instance` given directly), raising what Nova raises.
+pub fn prepare(case: &Value) -> Result<Prepared, RequestError> {
+    let has_instance = case.get("instance").is_some();
+    let flavor = match case.get("flavor").filter(|f| !(f.is_null() || has_instance && f.as_object().is_some_and(Map::is_empty))) {
+        Some(f) => parse_flavor(f)?,
+        None if has_instance => Flavor { name: "flavor".into(), vcpus: 0, memory_mb: 0, extra_specs: Vec::new() },
+        None => parse_flavor(&json!({}))?,
+    };
+    let host = parse_host(case.get("host").unwrap_or(&json!({})))?;
+    let limits = parse_limits(case.get("limits"))?;
+    let props: Vec<(String, String)> = match case.get("image_props") {
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), string(v))).collect(),
+        _ => Vec::new(),
+    };
+    let image = ImageProps::from_pairs(&props)?;
+    let request = if has_instance { parse_instance(&case["instance"])? } else { numa_get_constraints(&flavor, &image)? };
+    let pack = case
+        .get("config")
+        .and_then(|c| c.get("packing_host_numa_cells_allocation_strategy"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(Prepared { flavor, image, host, limits, request, pci_pools: None, pci_requests: Vec::new(), pack })
+}
+
+impl Prepared {
+    /// Reads the case's PCI pools and requests (phase `pci` errors).
+    pub fn with_pci(mut self, case: &Value) -> Result<Prepared, RequestError> {
+        let (pools, requests) = pci_context(case, &self.flavor, &self.image)?;
+        self.pci_pools = pools;
+        self.pci_requests = requests;
+        Ok(self)
+    }
+
+    /// `numa_fit_instance_to_host` on the prepared inputs.
+    pub fn fit(&self, mode: Mode) -> Result<Option<GuestTopology>, RequestError> {
+        let Some(topo) = &self.request else { return Ok(None) };
+        let pci = PciContext { pools: self.pci_pools.as_deref(), requests: &self.pci_requests };
+        fit_instance_to_host(&self.host, topo, self.limits.as_ref(), &pci, &FitOptions { mode, pack: self.pack })
+            .map_err(|e| RequestError { phase: Phase::Fit, kind: e.kind, message: e.message })
+    }
+}
+
 /// Answers one case, in the result format of FORMAT.md.
 pub fn run_case(case: &Value, mode: Mode) -> Value {
     let id = case.get("id").cloned().unwrap_or(Value::Null);
@@ -571,65 +627,17 @@ pub fn run_case(case: &Value, mode: Mode) -> Value {
         }
     };
     let outcome = (|| -> Result<(), RequestError> {
-        let has_instance = case.get("instance").is_some();
-        let flavor = match case
-            .get("flavor")
-            .filter(|f| !(f.is_null() || has_instance && f.as_object().is_some_and(Map::is_empty)))
-        {
-            Some(f) => parse_flavor(f)?,
-            None if has_instance => Flavor {
-                name: "flavor".into(),
-                vcpus: 0,
-                memory_mb: 0,
-                extra_specs: Vec::new(),
-            },
-            None => parse_flavor(&json!({}))?,
-        };
-        let host = parse_host(case.get("host").unwrap_or(&json!({})))?;
-        let limits = parse_limits(case.get("limits"))?;
-        let props: Vec<(String, String)> = match case.get("image_props") {
-            Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), string(v))).collect(),
-            _ => Vec::new(),
-        };
-        let image = ImageProps::from_pairs(&props)?;
-        let topo = if has_instance {
-            parse_instance(&case["instance"])?
-        } else {
-            numa_get_constraints(&flavor, &image)?
-        };
-        let Some(topo) = topo else { return Ok(()) };
-        set(&mut res, "request", request_out(&topo));
-        let (pools, requests) = pci_context(case, &flavor, &image)?;
-        let pack = case
-            .get("config")
-            .and_then(|c| c.get("packing_host_numa_cells_allocation_strategy"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let pci = PciContext {
-            pools: pools.as_deref(),
-            requests: &requests,
-        };
-        let fitted = fit_instance_to_host(
-            &host,
-            &topo,
-            limits.as_ref(),
-            &pci,
-            &FitOptions { mode, pack },
-        )
-        .map_err(|e| RequestError {
-            phase: Phase::Fit,
-            kind: e.kind,
-            message: e.message,
-        })?;
+        let prepared = prepare(case)?;
+        let Some(topo) = &prepared.request else { return Ok(()) };
+        set(&mut res, "request", request_out(topo));
+        let prepared = prepared.with_pci(case)?;
+        let fitted = prepared.fit(mode)?;
         set(&mut res, "fits", json!(fitted.is_some()));
         if let Some(f) = fitted {
             set(&mut res, "cells", fitted_cells_out(&f));
-            match usage_from_instance(&host, &f, false) {
+            match usage_from_instance(&prepared.host, &f, false) {
                 Ok(u) => set(&mut res, "usage_after", usage_out(&u)),
-                Err(e) => res.push((
-                    "usage_error",
-                    obj(vec![("kind", json!(e.kind)), ("message", json!(e.message))]),
-                )),
+                Err(e) => res.push(("usage_error", obj(vec![("kind", json!(e.kind)), ("message", json!(e.message))]))),
             }
         }
         Ok(())
