@@ -13,7 +13,11 @@ use std::time::Instant;
 
 fn load(rel: &str) -> Vec<Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -26,7 +30,9 @@ fn per_case_medians(cases: &[Value], reps: usize) -> (f64, f64, usize) {
     let mut fit_only = Vec::new();
     let mut with_parse = Vec::new();
     for case in cases {
-        let Ok(prepared) = prepare(case).and_then(|p| p.with_pci(case)) else { continue };
+        let Ok(prepared) = prepare(case).and_then(|p| p.with_pci(case)) else {
+            continue;
+        };
         if prepared.request.is_none() {
             continue;
         }
@@ -40,7 +46,8 @@ fn per_case_medians(cases: &[Value], reps: usize) -> (f64, f64, usize) {
         let mut t = Vec::with_capacity(reps);
         for _ in 0..reps {
             let start = Instant::now();
-            let request = numasim::request::numa_get_constraints(&prepared.flavor, &prepared.image).unwrap();
+            let request =
+                numasim::request::numa_get_constraints(&prepared.flavor, &prepared.image).unwrap();
             black_box(request);
             black_box(prepared.fit(Mode::Nova).unwrap());
             t.push(start.elapsed().as_secs_f64() * 1e6);
@@ -65,8 +72,12 @@ fn sixteen_cells(c: &mut Criterion) {
     for case in &cases {
         let prepared = prepare(case).unwrap();
         let id = case["id"].as_str().unwrap().to_string();
-        group.bench_function(&id, |b| b.iter(|| black_box(prepared.fit(Mode::Nova).unwrap())));
-        group.bench_function(format!("{id}-clean"), |b| b.iter(|| black_box(prepared.fit(Mode::Clean).unwrap())));
+        group.bench_function(&id, |b| {
+            b.iter(|| black_box(prepared.fit(Mode::Nova).unwrap()))
+        });
+        group.bench_function(format!("{id}-clean"), |b| {
+            b.iter(|| black_box(prepared.fit(Mode::Clean).unwrap()))
+        });
     }
     group.finish();
 }

@@ -7,3 +7,4 @@ pub mod fit;
 pub mod load;
 pub mod request;
 pub mod topology;
+pub mod trace;

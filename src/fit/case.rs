@@ -571,9 +571,17 @@ pub struct Prepared {
 /// or the `instance` given directly), raising what Nova raises.
 pub fn prepare(case: &Value) -> Result<Prepared, RequestError> {
     let has_instance = case.get("instance").is_some();
-    let flavor = match case.get("flavor").filter(|f| !(f.is_null() || has_instance && f.as_object().is_some_and(Map::is_empty))) {
+    let flavor = match case
+        .get("flavor")
+        .filter(|f| !(f.is_null() || has_instance && f.as_object().is_some_and(Map::is_empty)))
+    {
         Some(f) => parse_flavor(f)?,
-        None if has_instance => Flavor { name: "flavor".into(), vcpus: 0, memory_mb: 0, extra_specs: Vec::new() },
+        None if has_instance => Flavor {
+            name: "flavor".into(),
+            vcpus: 0,
+            memory_mb: 0,
+            extra_specs: Vec::new(),
+        },
         None => parse_flavor(&json!({}))?,
     };
     let host = parse_host(case.get("host").unwrap_or(&json!({})))?;
@@ -583,13 +591,26 @@ pub fn prepare(case: &Value) -> Result<Prepared, RequestError> {
         _ => Vec::new(),
     };
     let image = ImageProps::from_pairs(&props)?;
-    let request = if has_instance { parse_instance(&case["instance"])? } else { numa_get_constraints(&flavor, &image)? };
+    let request = if has_instance {
+        parse_instance(&case["instance"])?
+    } else {
+        numa_get_constraints(&flavor, &image)?
+    };
     let pack = case
         .get("config")
         .and_then(|c| c.get("packing_host_numa_cells_allocation_strategy"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    Ok(Prepared { flavor, image, host, limits, request, pci_pools: None, pci_requests: Vec::new(), pack })
+    Ok(Prepared {
+        flavor,
+        image,
+        host,
+        limits,
+        request,
+        pci_pools: None,
+        pci_requests: Vec::new(),
+        pack,
+    })
 }
 
 impl Prepared {
@@ -603,10 +624,29 @@ impl Prepared {
 
     /// `numa_fit_instance_to_host` on the prepared inputs.
     pub fn fit(&self, mode: Mode) -> Result<Option<GuestTopology>, RequestError> {
-        let Some(topo) = &self.request else { return Ok(None) };
-        let pci = PciContext { pools: self.pci_pools.as_deref(), requests: &self.pci_requests };
-        fit_instance_to_host(&self.host, topo, self.limits.as_ref(), &pci, &FitOptions { mode, pack: self.pack })
-            .map_err(|e| RequestError { phase: Phase::Fit, kind: e.kind, message: e.message })
+        let Some(topo) = &self.request else {
+            return Ok(None);
+        };
+        let pci = PciContext {
+            pools: self.pci_pools.as_deref(),
+            requests: &self.pci_requests,
+        };
+        fit_instance_to_host(
+            &self.host,
+            topo,
+            self.limits.as_ref(),
+            &pci,
+            &FitOptions {
+                mode,
+                pack: self.pack,
+                cell_memory: true,
+            },
+        )
+        .map_err(|e| RequestError {
+            phase: Phase::Fit,
+            kind: e.kind,
+            message: e.message,
+        })
     }
 }
 
@@ -628,7 +668,9 @@ pub fn run_case(case: &Value, mode: Mode) -> Value {
     };
     let outcome = (|| -> Result<(), RequestError> {
         let prepared = prepare(case)?;
-        let Some(topo) = &prepared.request else { return Ok(()) };
+        let Some(topo) = &prepared.request else {
+            return Ok(());
+        };
         set(&mut res, "request", request_out(topo));
         let prepared = prepared.with_pci(case)?;
         let fitted = prepared.fit(mode)?;
@@ -637,7 +679,10 @@ pub fn run_case(case: &Value, mode: Mode) -> Value {
             set(&mut res, "cells", fitted_cells_out(&f));
             match usage_from_instance(&prepared.host, &f, false) {
                 Ok(u) => set(&mut res, "usage_after", usage_out(&u)),
-                Err(e) => res.push(("usage_error", obj(vec![("kind", json!(e.kind)), ("message", json!(e.message))]))),
+                Err(e) => res.push((
+                    "usage_error",
+                    obj(vec![("kind", json!(e.kind)), ("message", json!(e.message))]),
+                )),
             }
         }
         Ok(())

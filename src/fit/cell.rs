@@ -67,6 +67,25 @@ fn supported_pagesize(
     Ok(None)
 }
 
+/// How a cell is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    pub mode: Mode,
+    /// Nova's per-cell memory checks for small pages. Off for the
+    /// `preferred`/`interleave` memory modes, where pages may spill to other
+    /// cells and memory is checked for the host as a whole.
+    pub cell_memory: bool,
+}
+
+impl Rules {
+    pub fn nova() -> Rules {
+        Rules {
+            mode: Mode::Nova,
+            cell_memory: true,
+        }
+    }
+}
+
 /// `_numa_fit_instance_cell`. Mutates `cell` exactly as Nova does (page
 /// size, pinning, id), also when the answer is no.
 pub fn fit_cell(
@@ -74,8 +93,9 @@ pub fn fit_cell(
     cell: &mut GuestCell,
     limits: Option<&Limits>,
     reserved: usize,
-    mode: Mode,
+    rules: Rules,
 ) -> Result<CellFit, FitError> {
+    let mode = rules.mode;
     let pins = CpuPolicy::pins(cell.cpu_policy);
     let floats = CpuPolicy::floats(cell.cpu_policy);
     match cell.pagesize {
@@ -83,6 +103,7 @@ pub fn fit_cell(
             Err(()) | Ok(None) => return Ok(CellFit::NoFit),
             Ok(Some(size)) => cell.pagesize = Some(size),
         },
+        _ if !rules.cell_memory => {}
         _ => {
             if let Some(smallest) = host.smallest_pagesize() {
                 // Overcommit is allowed for small pages, except for pinned guests.
@@ -118,7 +139,7 @@ pub fn fit_cell(
             return Ok(CellFit::NoFit);
         }
         let ram_usage = (host.memory_usage_mb + cell.memory_mb) as f64;
-        if ram_usage > host.memory_mb as f64 * l.ram_allocation_ratio {
+        if rules.cell_memory && ram_usage > host.memory_mb as f64 * l.ram_allocation_ratio {
             return Ok(CellFit::NoFit);
         }
     }

@@ -12,18 +12,39 @@
 //!   (same prefix up to the failing position, same state), and stops as soon
 //!   as no future walk can succeed (`provably_hopeless`).
 
-use super::cell::{CellFit, fit_cell};
+use super::cell::{CellFit, Rules, fit_cell};
 use super::host::{HostCell, HostTopology, Limits, NetworkMetadata, PciPool, PciRequest};
 use super::pci;
 use super::{FitError, Mode};
 use crate::request::{CpuPolicy, GuestCell, GuestTopology};
 use std::collections::{HashMap, HashSet};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FitOptions {
     pub mode: Mode,
     /// `[compute] packing_host_numa_cells_allocation_strategy`.
     pub pack: bool,
+    /// Nova's per-cell memory checks (see `cell::Rules`).
+    pub cell_memory: bool,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            mode: Mode::Nova,
+            pack: false,
+            cell_memory: true,
+        }
+    }
+}
+
+impl FitOptions {
+    fn rules(&self) -> Rules {
+        Rules {
+            mode: self.mode,
+            cell_memory: self.cell_memory,
+        }
+    }
 }
 
 /// PCI pools of the host and requests of the guest, if any.
@@ -150,8 +171,8 @@ pub fn fit_instance_to_host(
         network: limits.and_then(|l| l.network_metadata.as_ref()),
     };
     match opts.mode {
-        Mode::Nova => nova_walk(host, guest, limits, &order, &checks),
-        Mode::Clean => clean_search(host, guest, limits, &order, &checks),
+        Mode::Nova => nova_walk(host, guest, limits, &order, &checks, opts.rules()),
+        Mode::Clean => clean_search(host, guest, limits, &order, &checks, opts.rules()),
     }
 }
 
@@ -190,6 +211,7 @@ fn nova_walk(
     limits: Option<&Limits>,
     order: &[usize],
     checks: &Checks,
+    rules: Rules,
 ) -> Result<Option<GuestTopology>, FitError> {
     let n = order.len();
     let k = guest.cells.len();
@@ -204,7 +226,15 @@ fn nova_walk(
         walks += 1;
         // Nova would go on walking; stop once no walk can ever succeed.
         if walks.is_multiple_of(HOPELESS_CHECK_EVERY)
-            && provably_hopeless(host, &cells, guest, &fit_cache, &not_fit_cache, limits)?
+            && provably_hopeless(
+                host,
+                &cells,
+                guest,
+                &fit_cache,
+                &not_fit_cache,
+                limits,
+                rules,
+            )?
         {
             return Ok(None);
         }
@@ -229,7 +259,7 @@ fn nova_walk(
             }
             let reserved = usize::from(isolate_emulator && chosen.is_empty());
             let before = cells[g].clone();
-            let fit = fit_cell(hc, &mut cells[g], limits, reserved, Mode::Nova)?;
+            let fit = fit_cell(hc, &mut cells[g], limits, reserved, rules)?;
             changed |= cells[g] != before;
             if fit == CellFit::NoFit {
                 changed |= not_fit_cache.insert(key);
@@ -284,6 +314,7 @@ fn provably_hopeless(
     fit_cache: &HashSet<(i64, i64)>,
     not_fit_cache: &HashSet<(i64, i64)>,
     limits: Option<&Limits>,
+    rules: Rules,
 ) -> Result<bool, FitError> {
     let n = host.cells.len();
     let k = cells.len();
@@ -302,15 +333,13 @@ fn provably_hopeless(
         let unlocked = cells[g].pagesize.is_some_and(|p| p < 0);
         for (h, slot) in row.iter_mut().enumerate() {
             let mut trial = cells[g].clone();
-            let mut ok = fit_cell(&host.cells[h], &mut trial, limits, reserved, Mode::Nova)?
-                == CellFit::Fits;
+            let mut ok =
+                fit_cell(&host.cells[h], &mut trial, limits, reserved, rules)? == CellFit::Fits;
             if !ok && unlocked {
                 for &s in &sizes {
                     let mut t = cells[g].clone();
                     t.pagesize = Some(s);
-                    if fit_cell(&host.cells[h], &mut t, limits, reserved, Mode::Nova)?
-                        == CellFit::Fits
-                    {
+                    if fit_cell(&host.cells[h], &mut t, limits, reserved, rules)? == CellFit::Fits {
                         ok = true;
                         break;
                     }
@@ -384,6 +413,7 @@ fn place(g: usize, possible: &[Vec<bool>], owner: &mut [Option<usize>], seen: &m
 /// Pair evaluations of the clean search: each (host cell position, guest
 /// cell) pair once, on a fresh copy of the request's cell.
 struct CleanPairs<'a> {
+    rules: Rules,
     host: &'a HostTopology,
     guest: &'a GuestTopology,
     limits: Option<&'a Limits>,
@@ -404,7 +434,7 @@ impl CleanPairs<'_> {
             &mut cell,
             self.limits,
             reserved,
-            Mode::Clean,
+            self.rules,
         )?;
         let ok = fit == CellFit::Fits;
         self.memo.insert((p, g), ok.then_some(cell));
@@ -420,10 +450,12 @@ fn clean_search(
     limits: Option<&Limits>,
     order: &[usize],
     checks: &Checks,
+    rules: Rules,
 ) -> Result<Option<GuestTopology>, FitError> {
     let n = order.len();
     let k = guest.cells.len();
     let mut pairs = CleanPairs {
+        rules,
         host,
         guest,
         limits,
@@ -567,7 +599,7 @@ mod tests {
                     continue;
                 }
                 let reserved = usize::from(guest.emulator_threads_isolated() && chosen == 0);
-                if fit_cell(hc, &mut cells[g], limits, reserved, Mode::Nova).unwrap()
+                if fit_cell(hc, &mut cells[g], limits, reserved, Rules::nova()).unwrap()
                     == CellFit::NoFit
                 {
                     not_fit.insert(key);
@@ -601,7 +633,17 @@ mod tests {
             for (g, &p) in perm.iter().enumerate() {
                 let mut c = guest.cells[g].clone();
                 let reserved = usize::from(guest.emulator_threads_isolated() && g == 0);
-                if fit_cell(&host.cells[order[p]], &mut c, limits, reserved, Mode::Clean).unwrap()
+                if fit_cell(
+                    &host.cells[order[p]],
+                    &mut c,
+                    limits,
+                    reserved,
+                    Rules {
+                        mode: Mode::Clean,
+                        cell_memory: true,
+                    },
+                )
+                .unwrap()
                     == CellFit::NoFit
                 {
                     continue 'perm;
@@ -751,7 +793,7 @@ mod tests {
         #[test]
         fn clean_search_equals_clean_exhaustive(host in host(), guest in guest(), limited in prop::bool::ANY) {
             let limits = limited.then_some(Limits { cpu_allocation_ratio: 2.0, ram_allocation_ratio: 1.0, network_metadata: None });
-            let opts = FitOptions { mode: Mode::Clean, pack: false };
+            let opts = FitOptions { mode: Mode::Clean, ..FitOptions::default() };
             let fast = fit_instance_to_host(&host, &guest, limits.as_ref(), &PciContext::default(), &opts).unwrap();
             prop_assert_eq!(fast, clean_exhaustive(&host, &guest, limits.as_ref()));
         }

@@ -1,0 +1,116 @@
+//! The SLIT cost model: remote-access fraction and latency factor of a
+//! guest from where its vCPUs run and where its pages are.
+//!
+//! For each guest cell `g` (a guest without a virtual NUMA topology is one
+//! cell), its vCPUs run on host cells with shares `cpu[i]` and its pages sit
+//! on host cells with shares `mem[j]`; its vCPUs touch its own pages
+//! uniformly (a NUMA-aware guest kernel keeps accesses inside the guest
+//! cell). Then `latency = Σᵢ Σⱼ cpu[i]·mem[j]·ratio(dist(i,j))/ratio(dist(i,i))`
+//! and `remote = Σᵢ Σ_{j≠i} cpu[i]·mem[j]`, weighted over guest cells by
+//! their vCPUs. `ratio` maps a SLIT value to a measured latency ratio; the
+//! default is SLIT/10 (so the factor is dist(i,j)/dist(i,i)).
+
+use serde::{Deserialize, Serialize};
+
+/// Maps SLIT distances to latency ratios: piecewise linear through the
+/// given points, anchored at (10, 1.0); SLIT/10 when no point is given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// (SLIT value, measured latency relative to local), sorted by SLIT.
+    pub points: Vec<(u32, f64)>,
+}
+
+impl Calibration {
+    pub fn is_default(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    pub fn ratio(&self, slit: u32) -> f64 {
+        if self.points.is_empty() {
+            return f64::from(slit) / 10.0;
+        }
+        let mut pts = vec![(10u32, 1.0f64)];
+        pts.extend(self.points.iter().copied().filter(|(s, _)| *s != 10));
+        pts.sort_by_key(|p| p.0);
+        if let Some(&(_, r)) = pts.iter().find(|(s, _)| *s == slit) {
+            return r;
+        }
+        let above = pts.iter().position(|(s, _)| *s > slit);
+        match above {
+            Some(0) => pts[0].1,
+            Some(k) => {
+                let (s0, r0) = pts[k - 1];
+                let (s1, r1) = pts[k];
+                r0 + (r1 - r0) * f64::from(slit - s0) / f64::from(s1 - s0)
+            }
+            // Beyond the last point: extrapolate with the last segment's slope.
+            None => {
+                let (s1, r1) = pts[pts.len() - 1];
+                let (s0, r0) = if pts.len() > 1 { pts[pts.len() - 2] } else { (10, 1.0) };
+                if s1 == s0 { r1 } else { r1 + (r1 - r0) * f64::from(slit - s1) / f64::from(s1 - s0) }
+            }
+        }
+    }
+}
+
+/// One guest cell's view: vCPU shares and memory shares over host cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellAccess {
+    pub vcpus: f64,
+    pub cpu_share: Vec<f64>,
+    pub mem_share: Vec<f64>,
+}
+
+/// (remote access fraction, latency factor) of a guest.
+pub fn guest_cost(cells: &[CellAccess], distances: &[Vec<u32>], cal: &Calibration) -> (f64, f64) {
+    let total: f64 = cells.iter().map(|c| c.vcpus).sum();
+    if total <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let (mut remote, mut latency) = (0.0, 0.0);
+    for c in cells {
+        let w = c.vcpus / total;
+        for (i, &ci) in c.cpu_share.iter().enumerate() {
+            if ci == 0.0 {
+                continue;
+            }
+            let local = cal.ratio(distances[i][i]);
+            for (j, &mj) in c.mem_share.iter().enumerate() {
+                if mj == 0.0 {
+                    continue;
+                }
+                latency += w * ci * mj * cal.ratio(distances[i][j]) / local;
+                if i != j {
+                    remote += w * ci * mj;
+                }
+            }
+        }
+    }
+    (remote, latency)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed_costs() {
+        let d = vec![vec![10, 21], vec![21, 10]];
+        // All local.
+        let local = [CellAccess { vcpus: 4.0, cpu_share: vec![1.0, 0.0], mem_share: vec![1.0, 0.0] }];
+        assert_eq!(guest_cost(&local, &d, &Calibration::default()), (0.0, 1.0));
+        // vCPUs on cell 0, a quarter of the pages on cell 1: 0.75*1 + 0.25*2.1 = 1.275.
+        let spill = [CellAccess { vcpus: 4.0, cpu_share: vec![1.0, 0.0], mem_share: vec![0.75, 0.25] }];
+        let (r, l) = guest_cost(&spill, &d, &Calibration::default());
+        assert!((r - 0.25).abs() < 1e-12 && (l - 1.275).abs() < 1e-12);
+        // Floating guest, CPUs and memory half-half: 0.5*1 + 0.5*2.1 = 1.55, remote 0.5.
+        let float = [CellAccess { vcpus: 2.0, cpu_share: vec![0.5, 0.5], mem_share: vec![0.5, 0.5] }];
+        let (r, l) = guest_cost(&float, &d, &Calibration::default());
+        assert!((r - 0.5).abs() < 1e-12 && (l - 1.55).abs() < 1e-12);
+        // Calibrated: SLIT 21 measured at 1.56x: 0.75 + 0.25*1.56 = 1.14.
+        let cal = Calibration { points: vec![(21, 1.56)] };
+        let (_, l) = guest_cost(&spill, &d, &cal);
+        assert!((l - 1.14).abs() < 1e-12);
+        assert!((cal.ratio(32) - (1.56 + 0.56 * 11.0 / 11.0)).abs() < 1e-12);
+    }
+}
