@@ -23,6 +23,9 @@ enum Command {
         #[command(subcommand)]
         command: TopologyCmd,
     },
+    /// Schedule a trace exactly as Nova's replayer does (REPLAY.md), writing
+    /// one JSON line per arrival.
+    Replay(ReplayArgs),
     /// Answer fit cases (JSON Lines, FORMAT.md) with the fit engine.
     Fit {
         /// Cases file; standard input when absent.
@@ -55,6 +58,39 @@ enum TopologyCmd {
     Presets,
 }
 
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Fleet JSON: {"hosts": [{"name", "host"} | {"model", "count", "prefix"}]}.
+    #[arg(long)]
+    fleet: PathBuf,
+    /// Trace CSV: id,arrival_s,departure_s,flavor[,image_props].
+    #[arg(long)]
+    trace: PathBuf,
+    /// Flavor catalog CSV: name,vcpus,memory_mb,extra_specs.
+    #[arg(long)]
+    flavors: PathBuf,
+    /// Limits JSON, or `null` for none.
+    #[arg(
+        long,
+        default_value = r#"{"cpu_allocation_ratio": 16.0, "ram_allocation_ratio": 1.5}"#
+    )]
+    limits: String,
+    #[arg(long, value_enum, default_value = "spread")]
+    strategy: numasim::sim::Strategy,
+    /// Which guests get placement's host-level check (`all` is real Nova).
+    #[arg(long, value_enum, default_value = "all")]
+    host_check: numasim::sim::HostCheck,
+    /// Placements (JSON Lines).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write the summary as JSON.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// Skip (and count) bad trace rows instead of failing.
+    #[arg(long)]
+    skip_bad_rows: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ShowFormat {
     Text,
@@ -82,6 +118,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Topology { command } => topology(command),
         Command::Fit { file, mode } => fit(file, mode),
+        Command::Replay(args) => replay(args),
     }
 }
 
@@ -162,5 +199,94 @@ fn fit(file: Option<PathBuf>, mode: numasim::fit::Mode) -> Result<i32> {
         writeln!(out, "{result}")?;
     }
     out.flush()?;
+    Ok(0)
+}
+
+fn read_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+}
+
+fn open(path: &std::path::Path) -> Result<std::io::BufReader<std::fs::File>> {
+    Ok(std::io::BufReader::new(
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?,
+    ))
+}
+
+fn replay(a: ReplayArgs) -> Result<i32> {
+    use numasim::sim::{SimConfig, Simulation};
+    let hosts = numasim::sim::fleet::fleet_from_json(&read_text(&a.fleet)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.fleet.display()))?;
+    let catalog = numasim::trace::read_catalog(open(&a.flavors)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.flavors.display()))?;
+    let limits_json: serde_json::Value =
+        serde_json::from_str(&a.limits).map_err(|e| anyhow::anyhow!("--limits: {e}; expected JSON such as {{\"cpu_allocation_ratio\": 16.0, \"ram_allocation_ratio\": 1.5}} or null"))?;
+    let limits = numasim::fit::case::parse_limits(Some(&limits_json))
+        .map_err(|e| anyhow::anyhow!("--limits: {}", e.message))?;
+    let touched = vec![1.0; catalog.flavors.len()];
+    let config = SimConfig {
+        strategy: a.strategy,
+        host_check: a.host_check,
+        limits,
+        fit_mode: numasim::fit::Mode::Nova,
+        memory_mode: None,
+        touched_fraction: touched,
+        calibration: Default::default(),
+        seed: 0,
+    };
+    let mut sim = Simulation::new(hosts, catalog.clone(), config);
+    let tmp = a.out.with_extension("jsonl.tmp");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    let mut writer = numasim::replay::ReplayWriter::new(std::io::BufWriter::new(file));
+    let mut rows = numasim::trace::TraceReader::new(open(&a.trace)?, &catalog, a.skip_bad_rows)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.trace.display()))?;
+    let start = std::time::Instant::now();
+    let result = sim.run(&mut rows, &mut writer);
+    let wall = start.elapsed().as_secs_f64();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(match e {
+            numasim::sim::SimError::Trace(t) => anyhow::anyhow!("{}: {t}", a.trace.display()),
+            other => anyhow::anyhow!(other),
+        });
+    }
+    if let Some(e) = writer.io_error.take() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::anyhow!("{}: {e}", tmp.display()));
+    }
+    use std::io::Write;
+    writer.out.flush()?;
+    std::fs::rename(&tmp, &a.out).with_context(|| format!("{}: cannot write", a.out.display()))?;
+    let mut summary = writer.summary.clone();
+    summary.still_placed = sim.running() as u64;
+    summary.fit_calls = sim.fit_calls;
+    summary.accounting_ok = sim.accounting_ok();
+    summary.rejected_pct = if summary.guests > 0 {
+        (summary.rejected as f64 * 10000.0 / summary.guests as f64).round() / 100.0
+    } else {
+        0.0
+    };
+    summary.wall_s = wall;
+    if rows.skipped > 0 {
+        eprintln!(
+            "warning: {} bad trace rows skipped (first: {})",
+            rows.skipped,
+            rows.skipped_examples.join("; ")
+        );
+    }
+    eprintln!(
+        "replay: {} guests, {} placed, {} rejected ({}%), {} fit calls, {:.3} s",
+        summary.guests,
+        summary.placed,
+        summary.rejected,
+        summary.rejected_pct,
+        summary.fit_calls,
+        wall
+    );
+    let json = serde_json::to_string_pretty(&summary)?;
+    eprintln!("summary: {}", serde_json::to_string(&summary)?);
+    if let Some(p) = a.summary_json {
+        write_atomically(&p, json.as_bytes())?;
+    }
     Ok(0)
 }

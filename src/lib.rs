@@ -5,6 +5,8 @@
 
 pub mod fit;
 pub mod load;
+pub mod replay;
 pub mod request;
+pub mod sim;
 pub mod topology;
 pub mod trace;

@@ -2,4 +2,5 @@
 
 mod common;
 mod fit;
+mod replay;
 mod topology;

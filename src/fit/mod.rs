@@ -16,7 +16,7 @@ pub mod usage;
 
 pub use host::{HostCell, HostTopology, Limits, MemPages, NetworkMetadata, PciPool, PciRequest};
 pub use search::{FitOptions, fit_instance_to_host};
-pub use usage::{UsageError, usage_from_instance};
+pub use usage::{UsageError, apply_usage, usage_from_instance};
 
 /// Nova-exact (quirks included) or clean semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -20,14 +20,25 @@ enum Slot {
     Key(u32),
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PySet {
     table: Vec<Slot>,
     /// Active plus dummy slots.
     fill: usize,
     /// Active slots.
     used: usize,
+    /// Known to be a fixed point of `coerced()`: coercing it again changes
+    /// nothing, so it can be cloned instead (a cache, not part of equality).
+    coerce_stable: bool,
 }
+
+impl PartialEq for PySet {
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table && self.fill == other.fill && self.used == other.used
+    }
+}
+
+impl Eq for PySet {}
 
 impl std::fmt::Debug for PySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,6 +52,7 @@ impl Default for PySet {
             table: vec![Slot::Empty; MIN_SIZE],
             fill: 0,
             used: 0,
+            coerce_stable: false,
         }
     }
 }
@@ -63,6 +75,21 @@ impl PySet {
     /// this set: a plain set built by adding our elements in iteration
     /// order, then merged into a fresh empty set.
     pub fn coerced(&self) -> PySet {
+        if self.coerce_stable {
+            return self.clone();
+        }
+        let mut out = self.coerce_once();
+        // Nova re-coerces its sets on every usage update; remember when that
+        // is a no-op so the next ones cost a clone.
+        out.coerce_stable = out.coerce_once() == out;
+        out
+    }
+
+    pub fn is_coerce_stable(&self) -> bool {
+        self.coerce_stable
+    }
+
+    fn coerce_once(&self) -> PySet {
         let plain = PySet::from_iter_ordered(self.iter());
         let mut out = PySet::new();
         out.merge(&plain);
@@ -121,6 +148,7 @@ impl PySet {
     }
 
     pub fn add(&mut self, key: u32) {
+        self.coerce_stable = false;
         let mask = self.mask();
         let mut i = key as usize & mask;
         let mut perturb = key as usize;
@@ -202,6 +230,7 @@ impl PySet {
 
     /// `so |= other` / `so.update(other)` with a set argument.
     pub fn merge(&mut self, other: &PySet) {
+        self.coerce_stable = false;
         if other.used == 0 {
             return;
         }
@@ -235,6 +264,7 @@ impl PySet {
     }
 
     pub fn discard(&mut self, key: u32) -> bool {
+        self.coerce_stable = false;
         match self.find(key) {
             Some(j) => {
                 self.table[j] = Slot::Dummy;

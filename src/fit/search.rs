@@ -216,6 +216,9 @@ fn nova_walk(
     let n = order.len();
     let k = guest.cells.len();
     let mut cells: Vec<GuestCell> = guest.cells.clone();
+    if k == 1 {
+        return single_cell_walk(host, guest, cells, limits, order, checks, rules);
+    }
     let mut fit_cache: HashSet<(i64, i64)> = HashSet::new();
     let mut not_fit_cache: HashSet<(i64, i64)> = HashSet::new();
 
@@ -288,6 +291,34 @@ fn nova_walk(
             return Ok(None);
         }
     }
+}
+
+/// Nova's walk for a one-cell guest: each host cell id occurs once, so every
+/// key is new and every step is a fresh check (no cache can hit); the cell's
+/// mutations (page size lock, pinning) still carry from one step to the next.
+fn single_cell_walk(
+    host: &HostTopology,
+    guest: &GuestTopology,
+    mut cells: Vec<GuestCell>,
+    limits: Option<&Limits>,
+    order: &[usize],
+    checks: &Checks,
+    rules: Rules,
+) -> Result<Option<GuestTopology>, FitError> {
+    let reserved = usize::from(guest.emulator_threads_isolated());
+    for &h in order {
+        if fit_cell(&host.cells[h], &mut cells[0], limits, reserved, rules)? == CellFit::NoFit {
+            continue;
+        }
+        let refs: Vec<&GuestCell> = cells.iter().collect();
+        if checks.whole_placement_ok(&[h], &refs) {
+            return Ok(Some(GuestTopology {
+                cells,
+                emulator_threads_policy: guest.emulator_threads_policy,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// How often (in walks) the Nova walk checks whether it can still succeed.

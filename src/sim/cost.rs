@@ -46,8 +46,16 @@ impl Calibration {
             // Beyond the last point: extrapolate with the last segment's slope.
             None => {
                 let (s1, r1) = pts[pts.len() - 1];
-                let (s0, r0) = if pts.len() > 1 { pts[pts.len() - 2] } else { (10, 1.0) };
-                if s1 == s0 { r1 } else { r1 + (r1 - r0) * f64::from(slit - s1) / f64::from(s1 - s0) }
+                let (s0, r0) = if pts.len() > 1 {
+                    pts[pts.len() - 2]
+                } else {
+                    (10, 1.0)
+                };
+                if s1 == s0 {
+                    r1
+                } else {
+                    r1 + (r1 - r0) * f64::from(slit - s1) / f64::from(s1 - s0)
+                }
             }
         }
     }
@@ -97,18 +105,32 @@ mod tests {
     fn hand_computed_costs() {
         let d = vec![vec![10, 21], vec![21, 10]];
         // All local.
-        let local = [CellAccess { vcpus: 4.0, cpu_share: vec![1.0, 0.0], mem_share: vec![1.0, 0.0] }];
+        let local = [CellAccess {
+            vcpus: 4.0,
+            cpu_share: vec![1.0, 0.0],
+            mem_share: vec![1.0, 0.0],
+        }];
         assert_eq!(guest_cost(&local, &d, &Calibration::default()), (0.0, 1.0));
         // vCPUs on cell 0, a quarter of the pages on cell 1: 0.75*1 + 0.25*2.1 = 1.275.
-        let spill = [CellAccess { vcpus: 4.0, cpu_share: vec![1.0, 0.0], mem_share: vec![0.75, 0.25] }];
+        let spill = [CellAccess {
+            vcpus: 4.0,
+            cpu_share: vec![1.0, 0.0],
+            mem_share: vec![0.75, 0.25],
+        }];
         let (r, l) = guest_cost(&spill, &d, &Calibration::default());
         assert!((r - 0.25).abs() < 1e-12 && (l - 1.275).abs() < 1e-12);
         // Floating guest, CPUs and memory half-half: 0.5*1 + 0.5*2.1 = 1.55, remote 0.5.
-        let float = [CellAccess { vcpus: 2.0, cpu_share: vec![0.5, 0.5], mem_share: vec![0.5, 0.5] }];
+        let float = [CellAccess {
+            vcpus: 2.0,
+            cpu_share: vec![0.5, 0.5],
+            mem_share: vec![0.5, 0.5],
+        }];
         let (r, l) = guest_cost(&float, &d, &Calibration::default());
         assert!((r - 0.5).abs() < 1e-12 && (l - 1.55).abs() < 1e-12);
         // Calibrated: SLIT 21 measured at 1.56x: 0.75 + 0.25*1.56 = 1.14.
-        let cal = Calibration { points: vec![(21, 1.56)] };
+        let cal = Calibration {
+            points: vec![(21, 1.56)],
+        };
         let (_, l) = guest_cost(&spill, &d, &cal);
         assert!((l - 1.14).abs() < 1e-12);
         assert!((cal.ratio(32) - (1.56 + 0.56 * 11.0 / 11.0)).abs() < 1e-12);

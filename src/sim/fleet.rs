@@ -30,7 +30,11 @@ impl HostModel {
         HostModel {
             cell_ids: topo.cells.iter().map(|c| c.id).collect(),
             distances: distances.unwrap_or_else(|| crate::topology::default_distances(n)),
-            cpus_per_cell: topo.cells.iter().map(|c| (c.cpuset.len() + c.pcpuset.len()) as u32).collect(),
+            cpus_per_cell: topo
+                .cells
+                .iter()
+                .map(|c| (c.cpuset.len() + c.pcpuset.len()) as u32)
+                .collect(),
         }
     }
 }
@@ -56,7 +60,16 @@ impl SimHost {
         let total_mem = topo.cells.iter().map(|c| c.memory_mb).sum();
         let vcpu_used = topo.cells.iter().map(|c| c.cpu_usage).sum();
         let mem_used: i64 = topo.cells.iter().map(|c| c.memory_usage_mb).sum();
-        SimHost { name, topo, model, total_cpus, total_mem, vcpu_used, mem_used, initial_cell_mem: mem_used }
+        SimHost {
+            name,
+            topo,
+            model,
+            total_cpus,
+            total_mem,
+            vcpu_used,
+            mem_used,
+            initial_cell_mem: mem_used,
+        }
     }
 
     /// Free RAM as Nova's RAM weigher sees it.
@@ -74,12 +87,17 @@ pub struct FleetError(pub String);
 /// each ENTRY `{"name": "h0", "host": HOST}` or `{"model": HOST, "count": N,
 /// "prefix": "h"}`; a bare `{"model": HOST, "count": N}` is the whole fleet.
 pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
-    let v: Value = serde_json::from_str(text).map_err(|e| FleetError(format!("line {}: {e}", e.line())))?;
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| FleetError(format!("line {}: {e}", e.line())))?;
     let entries: Vec<Value> = match v.get("hosts") {
         Some(Value::Array(a)) => a.clone(),
         Some(_) => return Err(FleetError("`hosts` must be a list".into())),
         None if v.get("model").is_some() => vec![v.clone()],
-        None => return Err(FleetError("expected {\"hosts\": [...]} or {\"model\": HOST, \"count\": N}".into())),
+        None => {
+            return Err(FleetError(
+                "expected {\"hosts\": [...]} or {\"model\": HOST, \"count\": N}".into(),
+            ));
+        }
     };
     let mut out: Vec<SimHost> = Vec::new();
     for (k, e) in entries.iter().enumerate() {
@@ -87,9 +105,19 @@ pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
             return Err(FleetError(format!("hosts[{k}] is not an object")));
         }
         if let Some(model) = e.get("model") {
-            let count = e.get("count").and_then(Value::as_u64).ok_or_else(|| FleetError(format!("hosts[{k}].count must be a non-negative integer")))?;
-            let prefix = e.get("prefix").map(|p| p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())).unwrap_or_else(|| "h".into());
-            let topo = parse_host(model).map_err(|err| FleetError(format!("hosts[{k}].model: {}", err.message)))?;
+            let count = e.get("count").and_then(Value::as_u64).ok_or_else(|| {
+                FleetError(format!("hosts[{k}].count must be a non-negative integer"))
+            })?;
+            let prefix = e
+                .get("prefix")
+                .map(|p| {
+                    p.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| p.to_string())
+                })
+                .unwrap_or_else(|| "h".into());
+            let topo = parse_host(model)
+                .map_err(|err| FleetError(format!("hosts[{k}].model: {}", err.message)))?;
             let shared = Arc::new(HostModel::from_topology(&topo, distances_of(model)));
             for _ in 0..count {
                 let name = format!("{prefix}{}", out.len());
@@ -101,11 +129,14 @@ pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
                 Some(other) => other.to_string(),
                 None => format!("h{}", out.len()),
             };
-            let topo = parse_host(host).map_err(|err| FleetError(format!("hosts[{k}].host: {}", err.message)))?;
+            let topo = parse_host(host)
+                .map_err(|err| FleetError(format!("hosts[{k}].host: {}", err.message)))?;
             let model = Arc::new(HostModel::from_topology(&topo, distances_of(host)));
             out.push(SimHost::new(name, topo, model));
         } else {
-            return Err(FleetError(format!("hosts[{k}] needs \"host\" (with \"name\") or \"model\" and \"count\"")));
+            return Err(FleetError(format!(
+                "hosts[{k}] needs \"host\" (with \"name\") or \"model\" and \"count\""
+            )));
         }
     }
     let mut names = BTreeSet::new();
@@ -122,7 +153,13 @@ fn distances_of(host: &Value) -> Option<Vec<Vec<u32>>> {
     let rows = host.get("distances")?.as_array()?;
     let m: Option<Vec<Vec<u32>>> = rows
         .iter()
-        .map(|r| r.as_array().and_then(|r| r.iter().map(|x| x.as_u64().and_then(|v| u32::try_from(v).ok())).collect()))
+        .map(|r| {
+            r.as_array().and_then(|r| {
+                r.iter()
+                    .map(|x| x.as_u64().and_then(|v| u32::try_from(v).ok()))
+                    .collect()
+            })
+        })
         .collect();
     let m = m?;
     let n = host.get("cells")?.as_array()?.len();
@@ -153,7 +190,12 @@ pub fn topology_for_nova(host: &Host) -> HostTopology {
         };
         let mut siblings: Vec<Vec<u32>> = Vec::new();
         for cpu in &cell.cpus {
-            let group: Vec<u32> = cpu.siblings.iter().copied().filter(|s| ids.contains(s)).collect();
+            let group: Vec<u32> = cpu
+                .siblings
+                .iter()
+                .copied()
+                .filter(|s| ids.contains(s))
+                .collect();
             if !group.is_empty() && !siblings.contains(&group) {
                 siblings.push(group);
             }
@@ -168,14 +210,27 @@ pub fn topology_for_nova(host: &Host) -> HostTopology {
                     .filter(|r| r.node == cell.id && r.size_kb == p.size_kb)
                     .map(|r| r.count as i64)
                     .sum();
-                MemPages { size_kb: p.size_kb as i64, total: p.total as i64, used: 0, reserved }
+                MemPages {
+                    size_kb: p.size_kb as i64,
+                    total: p.total as i64,
+                    used: 0,
+                    reserved,
+                }
             })
             .collect();
         let base_kb = 4i64;
         if !mempages.iter().any(|p| p.size_kb == base_kb) && cell.memory_kb > 0 {
             let huge_kb: i64 = mempages.iter().map(|p| p.size_kb * p.total).sum();
             let total = ((cell.memory_kb as i64 - huge_kb) / base_kb).max(0);
-            mempages.insert(0, MemPages { size_kb: base_kb, total, used: 0, reserved: 0 });
+            mempages.insert(
+                0,
+                MemPages {
+                    size_kb: base_kb,
+                    total,
+                    used: 0,
+                    reserved: 0,
+                },
+            );
         }
         mempages.sort_by_key(|p| p.size_kb);
         let mut c = crate::fit::HostCell::from_lists(

@@ -42,18 +42,29 @@ pub struct Demand {
     pub mb: f64,
     /// Spill to other cells when the targets are full (everything but strict).
     pub may_spill: bool,
+    /// Hugepages the fit already reserved on the target cell: placed there
+    /// without touching the general free memory.
+    pub reserved: bool,
 }
 
-/// Pages placed per host cell (MB), or the guest does not fit (OOM).
-pub type Placement = Vec<f64>;
+/// For each demand, the MB placed per host cell; `None` if the guest must
+/// be killed.
+pub type Placement = Vec<Vec<f64>>;
 
 /// Places demands on cells with `free[c]` MB of free physical memory.
-/// Returns the MB placed per cell, or `None` if the guest must be killed.
 pub fn place(free: &[f64], distances: &[Vec<u32>], demands: &[Demand]) -> Option<Placement> {
     let n = free.len();
     let mut left: Vec<f64> = free.to_vec();
-    let mut placed = vec![0.0; n];
+    let mut out = Vec::with_capacity(demands.len());
     for d in demands {
+        let mut placed = vec![0.0; n];
+        if d.reserved {
+            for &(cell, share) in &d.targets {
+                placed[cell] += d.mb * share;
+            }
+            out.push(placed);
+            continue;
+        }
         let mut overflow = 0.0;
         for &(cell, share) in &d.targets {
             let want = d.mb * share;
@@ -63,6 +74,7 @@ pub fn place(free: &[f64], distances: &[Vec<u32>], demands: &[Demand]) -> Option
             overflow += want - take;
         }
         if overflow <= 1e-9 {
+            out.push(placed);
             continue;
         }
         if !d.may_spill {
@@ -84,8 +96,9 @@ pub fn place(free: &[f64], distances: &[Vec<u32>], demands: &[Demand]) -> Option
         if overflow > 1e-9 {
             return None;
         }
+        out.push(placed);
     }
-    Some(placed)
+    Some(out)
 }
 
 #[cfg(test)]
@@ -98,25 +111,60 @@ mod tests {
 
     #[test]
     fn strict_kills_when_the_cell_is_full() {
-        let d = [Demand { targets: vec![(0, 1.0)], mb: 3000.0, may_spill: false }];
-        assert_eq!(place(&[4000.0, 4000.0], &two_by_two(), &d), Some(vec![3000.0, 0.0]));
+        let d = [Demand {
+            targets: vec![(0, 1.0)],
+            mb: 3000.0,
+            may_spill: false,
+            reserved: false,
+        }];
+        assert_eq!(
+            place(&[4000.0, 4000.0], &two_by_two(), &d),
+            Some(vec![vec![3000.0, 0.0]])
+        );
         assert_eq!(place(&[2000.0, 4000.0], &two_by_two(), &d), None);
     }
 
     #[test]
     fn preferred_spills_to_the_nearest_cell() {
         let dist = vec![vec![10, 12, 20], vec![12, 10, 20], vec![20, 20, 10]];
-        let d = [Demand { targets: vec![(2, 1.0)], mb: 3000.0, may_spill: true }];
-        assert_eq!(place(&[4000.0, 4000.0, 1000.0], &dist, &d), Some(vec![2000.0, 0.0, 1000.0]));
-        let d = [Demand { targets: vec![(0, 1.0)], mb: 3000.0, may_spill: true }];
-        assert_eq!(place(&[1000.0, 1500.0, 4000.0], &dist, &d), Some(vec![1000.0, 1500.0, 500.0]));
+        let d = [Demand {
+            targets: vec![(2, 1.0)],
+            mb: 3000.0,
+            may_spill: true,
+            reserved: false,
+        }];
+        assert_eq!(
+            place(&[4000.0, 4000.0, 1000.0], &dist, &d),
+            Some(vec![vec![2000.0, 0.0, 1000.0]])
+        );
+        let d = [Demand {
+            targets: vec![(0, 1.0)],
+            mb: 3000.0,
+            may_spill: true,
+            reserved: false,
+        }];
+        assert_eq!(
+            place(&[1000.0, 1500.0, 4000.0], &dist, &d),
+            Some(vec![vec![1000.0, 1500.0, 500.0]])
+        );
         assert_eq!(place(&[1000.0, 500.0, 500.0], &dist, &d), None);
     }
 
     #[test]
     fn interleave_splits_evenly() {
-        let d = [Demand { targets: vec![(0, 0.5), (1, 0.5)], mb: 3000.0, may_spill: true }];
-        assert_eq!(place(&[4000.0, 4000.0], &two_by_two(), &d), Some(vec![1500.0, 1500.0]));
-        assert_eq!(place(&[4000.0, 1000.0], &two_by_two(), &d), Some(vec![2000.0, 1000.0]));
+        let d = [Demand {
+            targets: vec![(0, 0.5), (1, 0.5)],
+            mb: 3000.0,
+            may_spill: true,
+            reserved: false,
+        }];
+        assert_eq!(
+            place(&[4000.0, 4000.0], &two_by_two(), &d),
+            Some(vec![vec![1500.0, 1500.0]])
+        );
+        assert_eq!(
+            place(&[4000.0, 1000.0], &two_by_two(), &d),
+            Some(vec![vec![2000.0, 1000.0]])
+        );
     }
 }

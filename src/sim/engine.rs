@@ -1,0 +1,646 @@
+//! The event loop and the Nova-like scheduler.
+//!
+//! Events: arrivals come from the trace stream (rows in arrival order);
+//! departures wait in a priority queue. Tie order, as Nova's replayer
+//! sorts: by time; at equal times departures before arrivals; then trace
+//! row order. One run is single-threaded and deterministic: the only
+//! randomness is a ChaCha8 generator seeded from the run's seed.
+
+use super::cost::{CellAccess, guest_cost};
+use super::fleet::SimHost;
+use super::memory::{Demand, MemoryMode, place};
+use crate::fit::search::PciContext;
+use crate::fit::{FitOptions, Limits, Mode, apply_usage, fit_instance_to_host};
+use crate::request::{GuestTopology, ImageProps, RequestError, numa_get_constraints};
+use crate::trace::{Catalog, TraceRow};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+
+/// How the scheduler picks among hosts that pass the filters.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Most free RAM (Nova's default RAM weigher); ties to fleet order.
+    Spread,
+    /// Least free RAM; ties to fleet order.
+    Pack,
+    /// First passing host in fleet order.
+    FirstFit,
+    /// Uniformly among passing hosts (Nova's `host_subset_size` = all), seeded.
+    Random,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Spread => "spread",
+            Strategy::Pack => "pack",
+            Strategy::FirstFit => "first-fit",
+            Strategy::Random => "random",
+        }
+    }
+}
+
+/// Which guests get the host-level (placement) CPU and RAM check.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostCheck {
+    /// Only guests without a NUMA topology (NUMA guests get the fit only).
+    NonNuma,
+    /// Every guest, as real Nova asks placement before NUMATopologyFilter.
+    All,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub strategy: Strategy,
+    pub host_check: HostCheck,
+    /// `None`: no overcommit limits and no host-level check.
+    pub limits: Option<Limits>,
+    pub fit_mode: Mode,
+    /// `None`: pages are not modelled (Nova-exact replays); otherwise the
+    /// mode decides admission and where pages land.
+    pub memory_mode: Option<MemoryMode>,
+    /// Fraction of its memory each guest touches, per catalog flavor.
+    pub touched_fraction: Vec<f64>,
+    pub calibration: super::cost::Calibration,
+    pub seed: u64,
+}
+
+/// What happened to an arrival.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Placed {
+        host: usize,
+        fitted: Option<GuestTopology>,
+    },
+    /// No host passed, or the request is invalid (`error`).
+    Rejected { error: Option<RequestError> },
+    /// Placed, then killed at once: its pages did not fit (strict mode).
+    OomKilled { host: usize },
+}
+
+/// Receives the simulation's events. All methods have empty defaults.
+pub trait Observer {
+    fn arrival(&mut self, _t: f64, _row: &TraceRow, _decision: &Decision, _sim: &Simulation) {}
+    /// A placed guest's cost, right after placement.
+    fn guest_cost(&mut self, _t: f64, _row: &TraceRow, _remote: f64, _latency: f64, _spans: bool) {}
+    fn departure(&mut self, _t: f64, _row: usize, _sim: &Simulation) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("trace: {0}")]
+    Trace(#[from] crate::trace::CsvError),
+    #[error("fit engine: {0}")]
+    Fit(#[from] crate::fit::FitError),
+    #[error("usage accounting on host {host}: {source}")]
+    Usage {
+        host: String,
+        source: crate::fit::UsageError,
+    },
+}
+
+struct Placed {
+    host: usize,
+    fitted: Option<GuestTopology>,
+    vcpu: i64,
+    mem: i64,
+    /// Resident MB per host cell.
+    pages: Vec<f64>,
+}
+
+/// Fleet state and scheduler for one run.
+pub struct Simulation {
+    pub hosts: Vec<SimHost>,
+    pub config: SimConfig,
+    /// Free physical MB per host cell (pages modelling only).
+    pub free_mb: Vec<Vec<f64>>,
+    catalog: Catalog,
+    requests: HashMap<(usize, Vec<(String, String)>), Result<Option<GuestTopology>, RequestError>>,
+    placed: HashMap<usize, Placed>,
+    departures: BinaryHeap<Reverse<(OrderedTime, usize)>>,
+    /// Hosts ordered for the strategy: (key, fleet index); first passing wins.
+    order: BTreeSet<(i64, usize)>,
+    rng: ChaCha8Rng,
+    pub now: f64,
+    pub fit_calls: u64,
+    /// Per-demand page placement of the guest being placed (for its cost).
+    last_demands: Vec<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrderedTime(f64);
+impl Eq for OrderedTime {}
+impl PartialOrd for OrderedTime {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrderedTime {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl Simulation {
+    pub fn new(hosts: Vec<SimHost>, catalog: Catalog, config: SimConfig) -> Simulation {
+        let free_mb = hosts
+            .iter()
+            .map(|h| h.topo.cells.iter().map(|c| c.memory_mb as f64).collect())
+            .collect();
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let mut sim = Simulation {
+            hosts,
+            config,
+            free_mb,
+            catalog,
+            requests: HashMap::new(),
+            placed: HashMap::new(),
+            departures: BinaryHeap::new(),
+            order: BTreeSet::new(),
+            rng,
+            now: 0.0,
+            fit_calls: 0,
+            last_demands: Vec::new(),
+        };
+        for i in 0..sim.hosts.len() {
+            sim.order.insert(sim.order_key(i));
+        }
+        sim
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn order_key(&self, i: usize) -> (i64, usize) {
+        let free = self.hosts[i].free_ram();
+        match self.config.strategy {
+            Strategy::Spread => (-free, i),
+            Strategy::Pack => (free, i),
+            Strategy::FirstFit | Strategy::Random => (0, i),
+        }
+    }
+
+    /// Runs a whole trace, then the departures left.
+    pub fn run(
+        &mut self,
+        rows: impl Iterator<Item = Result<TraceRow, crate::trace::CsvError>>,
+        obs: &mut dyn Observer,
+    ) -> Result<(), SimError> {
+        for row in rows {
+            let row = row?;
+            self.advance_to(row.arrival_s, false, obs)?;
+            self.arrive(row, obs)?;
+        }
+        self.advance_to(f64::INFINITY, true, obs)
+    }
+
+    /// Processes departures due at or before `t` (all of them if `all`).
+    pub fn advance_to(
+        &mut self,
+        t: f64,
+        all: bool,
+        obs: &mut dyn Observer,
+    ) -> Result<(), SimError> {
+        while let Some(Reverse((OrderedTime(dt), row))) = self.departures.peek().copied() {
+            if !all && dt > t {
+                break;
+            }
+            self.departures.pop();
+            self.now = dt;
+            self.depart(row)?;
+            obs.departure(dt, row, self);
+        }
+        Ok(())
+    }
+
+    fn request_for(&mut self, row: &TraceRow) -> Result<Option<GuestTopology>, RequestError> {
+        let key = (row.flavor, row.image_props.clone());
+        if let Some(r) = self.requests.get(&key) {
+            return r.clone();
+        }
+        let flavor = &self.catalog.flavors[row.flavor];
+        let r = ImageProps::from_pairs(&row.image_props)
+            .and_then(|image| numa_get_constraints(flavor, &image));
+        self.requests.insert(key, r.clone());
+        r
+    }
+
+    fn host_level_ok(&self, h: &SimHost, vcpus: i64, mem: i64) -> bool {
+        match &self.config.limits {
+            None => true,
+            Some(l) => {
+                (h.vcpu_used + vcpus) as f64 <= h.total_cpus as f64 * l.cpu_allocation_ratio
+                    && (h.mem_used + mem) as f64 <= h.total_mem as f64 * l.ram_allocation_ratio
+            }
+        }
+    }
+
+    fn arrive(&mut self, row: TraceRow, obs: &mut dyn Observer) -> Result<(), SimError> {
+        self.now = row.arrival_s;
+        let flavor = self.catalog.flavors[row.flavor].clone();
+        let request = match self.request_for(&row) {
+            Ok(r) => r,
+            Err(e) => {
+                obs.arrival(
+                    row.arrival_s,
+                    &row,
+                    &Decision::Rejected { error: Some(e) },
+                    self,
+                );
+                return Ok(());
+            }
+        };
+        let (vcpus, mem) = match &request {
+            None => (flavor.vcpus, flavor.memory_mb),
+            Some(t) => (
+                t.cells.iter().map(|c| c.cpuset.len() as i64).sum(),
+                flavor.memory_mb,
+            ),
+        };
+        let relaxed = matches!(
+            self.config.memory_mode,
+            Some(MemoryMode::Preferred | MemoryMode::Interleave)
+        );
+        let check_numa = self.config.host_check == HostCheck::All || relaxed;
+        let opts = FitOptions {
+            mode: self.config.fit_mode,
+            pack: false,
+            cell_memory: !relaxed,
+        };
+        let candidates: Vec<usize> = self.order.iter().map(|&(_, i)| i).collect();
+        let mut passing: Vec<(usize, Option<GuestTopology>)> = Vec::new();
+        for i in candidates {
+            let h = &self.hosts[i];
+            let fitted = match &request {
+                None => {
+                    if !self.host_level_ok(h, vcpus, mem) {
+                        continue;
+                    }
+                    None
+                }
+                Some(t) => {
+                    if check_numa && !self.host_level_ok(h, vcpus, mem) {
+                        continue;
+                    }
+                    self.fit_calls += 1;
+                    match fit_instance_to_host(
+                        &h.topo,
+                        t,
+                        self.config.limits.as_ref(),
+                        &PciContext::default(),
+                        &opts,
+                    )? {
+                        Some(f) => Some(f),
+                        None => continue,
+                    }
+                }
+            };
+            passing.push((i, fitted));
+            if self.config.strategy != Strategy::Random {
+                break;
+            }
+        }
+        let chosen = match self.config.strategy {
+            Strategy::Random if !passing.is_empty() => {
+                let k = self.rng.random_range(0..passing.len());
+                Some(passing.swap_remove(k))
+            }
+            _ => passing.into_iter().next(),
+        };
+        let Some((host, fitted)) = chosen else {
+            obs.arrival(
+                row.arrival_s,
+                &row,
+                &Decision::Rejected { error: None },
+                self,
+            );
+            return Ok(());
+        };
+        self.claim(host, &fitted, vcpus, mem)?;
+        let pages = self.place_pages(host, &fitted, &flavor, row.flavor);
+        let Some(pages) = pages else {
+            // The kernel kills the guest: release what was claimed.
+            self.release(host, &fitted, vcpus, mem, None)?;
+            obs.arrival(row.arrival_s, &row, &Decision::OomKilled { host }, self);
+            return Ok(());
+        };
+        if self.config.memory_mode.is_some() {
+            let (remote, latency, spans) = self.cost_of(host, &fitted, &pages);
+            obs.guest_cost(row.arrival_s, &row, remote, latency, spans);
+        }
+        let vcpu_claim = match &fitted {
+            Some(f) => f.cells.iter().map(|c| c.cpuset.len() as i64).sum(),
+            None => vcpus,
+        };
+        let decision = Decision::Placed {
+            host,
+            fitted: fitted.clone(),
+        };
+        obs.arrival(row.arrival_s, &row, &decision, self);
+        if let Some(d) = row.departure_s {
+            self.departures.push(Reverse((OrderedTime(d), row.row)));
+        }
+        self.placed.insert(
+            row.row,
+            Placed {
+                host,
+                fitted,
+                vcpu: vcpu_claim,
+                mem,
+                pages,
+            },
+        );
+        Ok(())
+    }
+
+    fn claim(
+        &mut self,
+        host: usize,
+        fitted: &Option<GuestTopology>,
+        vcpus: i64,
+        mem: i64,
+    ) -> Result<(), SimError> {
+        self.order.remove(&self.order_key(host));
+        let h = &mut self.hosts[host];
+        if let Some(f) = fitted {
+            apply_usage(&mut h.topo, f, false).map_err(|source| SimError::Usage {
+                host: h.name.clone(),
+                source,
+            })?;
+            h.vcpu_used += f.cells.iter().map(|c| c.cpuset.len() as i64).sum::<i64>();
+        } else {
+            h.vcpu_used += vcpus;
+        }
+        h.mem_used += mem;
+        self.order.insert(self.order_key(host));
+        Ok(())
+    }
+
+    fn release(
+        &mut self,
+        host: usize,
+        fitted: &Option<GuestTopology>,
+        vcpu: i64,
+        mem: i64,
+        pages: Option<&[f64]>,
+    ) -> Result<(), SimError> {
+        self.order.remove(&self.order_key(host));
+        let h = &mut self.hosts[host];
+        if let Some(f) = fitted {
+            apply_usage(&mut h.topo, f, true).map_err(|source| SimError::Usage {
+                host: h.name.clone(),
+                source,
+            })?;
+            h.vcpu_used -= f.cells.iter().map(|c| c.cpuset.len() as i64).sum::<i64>();
+        } else {
+            h.vcpu_used -= vcpu;
+        }
+        h.mem_used -= mem;
+        if let Some(p) = pages {
+            for (free, used) in self.free_mb[host].iter_mut().zip(p) {
+                *free += used;
+            }
+        }
+        self.order.insert(self.order_key(host));
+        Ok(())
+    }
+
+    fn depart(&mut self, row: usize) -> Result<(), SimError> {
+        let Some(p) = self.placed.remove(&row) else {
+            return Ok(());
+        };
+        self.release(p.host, &p.fitted, p.vcpu, p.mem, Some(&p.pages))
+    }
+
+    /// Where the guest's pages land; `None` = OOM kill. Without page
+    /// modelling every guest gets an empty placement.
+    fn place_pages(
+        &mut self,
+        host: usize,
+        fitted: &Option<GuestTopology>,
+        flavor: &crate::request::Flavor,
+        flavor_idx: usize,
+    ) -> Option<Vec<f64>> {
+        let Some(mode) = self.config.memory_mode else {
+            return Some(Vec::new());
+        };
+        let h = &self.hosts[host];
+        let model = h.model.clone();
+        let n = model.cell_ids.len();
+        let touched = self
+            .config
+            .touched_fraction
+            .get(flavor_idx)
+            .copied()
+            .unwrap_or(1.0);
+        let demands = demands_for(&model, fitted, flavor.memory_mb as f64 * touched, mode);
+        let placed = place(&self.free_mb[host], &model.distances, &demands)?;
+        // Only general memory is tracked as free/used; reserved hugepages are the fit's.
+        let total: Vec<f64> = (0..n)
+            .map(|c| {
+                placed
+                    .iter()
+                    .zip(&demands)
+                    .filter(|(_, d)| !d.reserved)
+                    .map(|(p, _)| p[c])
+                    .sum()
+            })
+            .collect();
+        for (free, used) in self.free_mb[host].iter_mut().zip(&total) {
+            *free -= used;
+        }
+        self.last_demands = placed;
+        Some(total)
+    }
+
+    fn cost_of(
+        &self,
+        host: usize,
+        fitted: &Option<GuestTopology>,
+        _pages: &[f64],
+    ) -> (f64, f64, bool) {
+        let model = &self.hosts[host].model;
+        let n = model.cell_ids.len();
+        let cpu_total: f64 = model.cpus_per_cell.iter().map(|&c| f64::from(c)).sum();
+        let share = |v: &[f64]| -> Vec<f64> {
+            let s: f64 = v.iter().sum();
+            if s > 0.0 {
+                v.iter().map(|x| x / s).collect()
+            } else {
+                vec![0.0; v.len()]
+            }
+        };
+        let cells: Vec<CellAccess> = match fitted {
+            Some(f) => f
+                .cells
+                .iter()
+                .zip(&self.last_demands)
+                .map(|(c, placed)| {
+                    let mut cpu = vec![0.0; n];
+                    if let Some(p) = model.cell_index(c.id) {
+                        cpu[p] = 1.0;
+                    }
+                    CellAccess {
+                        vcpus: (c.cpuset.len() + c.pcpuset.len()) as f64,
+                        cpu_share: cpu,
+                        mem_share: share(placed),
+                    }
+                })
+                .collect(),
+            None => {
+                let cpu: Vec<f64> = model
+                    .cpus_per_cell
+                    .iter()
+                    .map(|&c| f64::from(c) / cpu_total.max(1.0))
+                    .collect();
+                let mem: Vec<f64> = self
+                    .last_demands
+                    .first()
+                    .map(|p| share(p))
+                    .unwrap_or_else(|| vec![0.0; n]);
+                vec![CellAccess {
+                    vcpus: 1.0,
+                    cpu_share: cpu,
+                    mem_share: mem,
+                }]
+            }
+        };
+        let (remote, latency) = guest_cost(&cells, &model.distances, &self.config.calibration);
+        let touched_cells: BTreeSet<usize> = self
+            .last_demands
+            .iter()
+            .flat_map(|p| {
+                p.iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > 0.0)
+                    .map(|(c, _)| c)
+            })
+            .collect();
+        let cpu_cells: BTreeSet<usize> = cells
+            .iter()
+            .flat_map(|c| {
+                c.cpu_share
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > 0.0)
+                    .map(|(i, _)| i)
+            })
+            .collect();
+        let spans = touched_cells.len() > 1 || cpu_cells.len() > 1;
+        (remote, latency, spans)
+    }
+
+    /// Whether the row's request has a guest NUMA topology (valid requests only).
+    pub fn requests_numa(&self, row: &TraceRow) -> bool {
+        matches!(
+            self.requests.get(&(row.flavor, row.image_props.clone())),
+            Some(Ok(Some(_)))
+        )
+    }
+
+    /// Whether every host's cell memory usage equals its initial usage plus
+    /// the memory of the NUMA guests on it (Nova's accounting invariant).
+    pub fn accounting_ok(&self) -> bool {
+        let mut numa_mem = vec![0i64; self.hosts.len()];
+        for p in self.placed.values() {
+            if p.fitted.is_some() {
+                numa_mem[p.host] += p.mem;
+            }
+        }
+        self.hosts.iter().zip(&numa_mem).all(|(h, m)| {
+            let cells: i64 = h.topo.cells.iter().map(|c| c.memory_usage_mb).sum();
+            cells == h.initial_cell_mem + m && h.vcpu_used >= 0 && h.mem_used >= 0
+        })
+    }
+
+    /// Guests currently placed.
+    pub fn running(&self) -> usize {
+        self.placed.len()
+    }
+}
+
+/// The page demands of a placed guest under a memory mode.
+fn demands_for(
+    model: &super::fleet::HostModel,
+    fitted: &Option<GuestTopology>,
+    touched_mb: f64,
+    mode: MemoryMode,
+) -> Vec<Demand> {
+    let n = model.cell_ids.len();
+    match fitted {
+        None => {
+            // Local allocation where the vCPUs run: in proportion to CPUs.
+            let total: f64 = model.cpus_per_cell.iter().map(|&c| f64::from(c)).sum();
+            let targets: Vec<(usize, f64)> = if total > 0.0 {
+                (0..n)
+                    .filter(|&c| model.cpus_per_cell[c] > 0)
+                    .map(|c| (c, f64::from(model.cpus_per_cell[c]) / total))
+                    .collect()
+            } else {
+                (0..n).map(|c| (c, 1.0 / n as f64)).collect()
+            };
+            vec![Demand {
+                targets,
+                mb: touched_mb,
+                may_spill: true,
+                reserved: false,
+            }]
+        }
+        Some(f) => {
+            let total_mem: f64 = f
+                .cells
+                .iter()
+                .map(|c| c.memory_mb as f64)
+                .sum::<f64>()
+                .max(1.0);
+            let own: Vec<usize> = f
+                .cells
+                .iter()
+                .filter_map(|c| model.cell_index(c.id))
+                .collect();
+            f.cells
+                .iter()
+                .zip(&own)
+                .map(|(c, &p)| {
+                    let mb = touched_mb * c.memory_mb as f64 / total_mem;
+                    // Hugepage-backed cells were reserved per cell by the fit.
+                    let hugepages = c.pagesize.is_some_and(|s| s > 4);
+                    let own_cell = |may_spill, reserved| Demand {
+                        targets: vec![(p, 1.0)],
+                        mb,
+                        may_spill,
+                        reserved,
+                    };
+                    match mode {
+                        _ if hugepages => own_cell(false, true),
+                        MemoryMode::Strict => own_cell(false, false),
+                        MemoryMode::Preferred => own_cell(true, false),
+                        MemoryMode::Interleave => {
+                            let set: Vec<usize> = if own.len() > 1 {
+                                own.clone()
+                            } else {
+                                (0..n).collect()
+                            };
+                            let share = 1.0 / set.len() as f64;
+                            Demand {
+                                targets: set.into_iter().map(|c| (c, share)).collect(),
+                                mb,
+                                may_spill: true,
+                                reserved: false,
+                            }
+                        }
+                    }
+                })
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Observers that turn simulation events into measurements.

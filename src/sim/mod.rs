@@ -1,0 +1,12 @@
+//! The discrete-event simulator: fleet state, scheduler, event loop.
+//!
+//! The core takes values (hosts, a catalog, a stream of trace rows) and
+//! reports what happens to an [`Observer`]; it never touches files.
+
+pub mod cost;
+pub mod engine;
+pub mod fleet;
+pub mod memory;
+pub mod metrics;
+
+pub use engine::{Decision, HostCheck, Observer, SimConfig, SimError, Simulation, Strategy};
