@@ -7,6 +7,8 @@ pub mod fit;
 pub mod load;
 pub mod replay;
 pub mod request;
+pub mod run;
+pub mod scenario;
 pub mod sim;
 pub mod topology;
 pub mod trace;

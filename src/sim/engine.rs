@@ -123,7 +123,7 @@ pub struct Simulation {
     /// Free physical MB per host cell (pages modelling only).
     pub free_mb: Vec<Vec<f64>>,
     catalog: Catalog,
-    requests: HashMap<(usize, Vec<(String, String)>), Result<Option<GuestTopology>, RequestError>>,
+    requests: HashMap<RequestKey, Result<Option<GuestTopology>, RequestError>>,
     placed: HashMap<usize, Placed>,
     departures: BinaryHeap<Reverse<(OrderedTime, usize)>>,
     /// Hosts ordered for the strategy: (key, fleet index); first passing wins.
@@ -133,7 +133,16 @@ pub struct Simulation {
     pub fit_calls: u64,
     /// Per-demand page placement of the guest being placed (for its cost).
     last_demands: Vec<Vec<f64>>,
+    /// Fleet-wide claimed CPUs (floating vCPUs plus pinned pCPUs) and memory.
+    pub claimed_cpus: i64,
+    pub claimed_mem: i64,
+    /// Guests per host, for hosts in use.
+    guests_on: Vec<u32>,
+    pub hosts_in_use: usize,
 }
+
+/// A request is computed once per (flavor, image properties).
+type RequestKey = (usize, Vec<(String, String)>);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedTime(f64);
@@ -169,7 +178,12 @@ impl Simulation {
             now: 0.0,
             fit_calls: 0,
             last_demands: Vec::new(),
+            claimed_cpus: 0,
+            claimed_mem: 0,
+            guests_on: Vec::new(),
+            hosts_in_use: 0,
         };
+        sim.guests_on = vec![0; sim.hosts.len()];
         for i in 0..sim.hosts.len() {
             sim.order.insert(sim.order_key(i));
         }
@@ -195,11 +209,26 @@ impl Simulation {
         rows: impl Iterator<Item = Result<TraceRow, crate::trace::CsvError>>,
         obs: &mut dyn Observer,
     ) -> Result<(), SimError> {
+        self.run_arrivals(rows, obs)?;
+        self.drain(obs)
+    }
+
+    /// Runs every arrival of the trace (and the departures due before the last one).
+    pub fn run_arrivals(
+        &mut self,
+        rows: impl Iterator<Item = Result<TraceRow, crate::trace::CsvError>>,
+        obs: &mut dyn Observer,
+    ) -> Result<(), SimError> {
         for row in rows {
             let row = row?;
             self.advance_to(row.arrival_s, false, obs)?;
             self.arrive(row, obs)?;
         }
+        Ok(())
+    }
+
+    /// Processes the departures left after the last arrival.
+    pub fn drain(&mut self, obs: &mut dyn Observer) -> Result<(), SimError> {
         self.advance_to(f64::INFINITY, true, obs)
     }
 
@@ -362,6 +391,55 @@ impl Simulation {
         Ok(())
     }
 
+    /// Physical CPUs and memory (MB) of the whole fleet.
+    pub fn capacity(&self) -> (i64, i64) {
+        let cpus = self
+            .hosts
+            .iter()
+            .map(|h| {
+                h.topo
+                    .cells
+                    .iter()
+                    .map(|c| (c.cpuset.len() + c.pcpuset.len()) as i64)
+                    .sum::<i64>()
+            })
+            .sum();
+        let mem = self.hosts.iter().map(|h| h.total_mem).sum();
+        (cpus, mem)
+    }
+
+    fn count_claim(
+        &mut self,
+        host: usize,
+        fitted: &Option<GuestTopology>,
+        vcpus: i64,
+        mem: i64,
+        sign: i64,
+    ) {
+        let cpus = match fitted {
+            Some(f) => f
+                .cells
+                .iter()
+                .map(|c| {
+                    (c.cpuset.len()
+                        + c.pcpuset.len()
+                        + c.cpuset_reserved.as_ref().map_or(0, |r| r.len()))
+                        as i64
+                })
+                .sum(),
+            None => vcpus,
+        };
+        self.claimed_cpus += sign * cpus;
+        self.claimed_mem += sign * mem;
+        let before = self.guests_on[host];
+        self.guests_on[host] = (i64::from(before) + sign) as u32;
+        match (before, self.guests_on[host]) {
+            (0, 1) => self.hosts_in_use += 1,
+            (1, 0) => self.hosts_in_use -= 1,
+            _ => {}
+        }
+    }
+
     fn claim(
         &mut self,
         host: usize,
@@ -369,6 +447,7 @@ impl Simulation {
         vcpus: i64,
         mem: i64,
     ) -> Result<(), SimError> {
+        self.count_claim(host, fitted, vcpus, mem, 1);
         self.order.remove(&self.order_key(host));
         let h = &mut self.hosts[host];
         if let Some(f) = fitted {
@@ -393,6 +472,7 @@ impl Simulation {
         mem: i64,
         pages: Option<&[f64]>,
     ) -> Result<(), SimError> {
+        self.count_claim(host, fitted, vcpu, mem, -1);
         self.order.remove(&self.order_key(host));
         let h = &mut self.hosts[host];
         if let Some(f) = fitted {

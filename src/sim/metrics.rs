@@ -1,1 +1,192 @@
-//! Observers that turn simulation events into measurements.
+//! The metrics observer: counts, time-weighted utilisation over the
+//! measured window, per-guest costs, and a time series.
+
+use super::engine::{Decision, Observer, Simulation};
+use crate::trace::TraceRow;
+use std::collections::BTreeMap;
+
+/// What one run measured. Means are time-weighted over `[warmup, end]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunMetrics {
+    pub guests: u64,
+    pub placed: u64,
+    pub rejected: u64,
+    pub errors: u64,
+    pub oom_kills: u64,
+    pub spanning_guests: u64,
+    pub cpu_alloc_mean: f64,
+    pub mem_alloc_mean: f64,
+    pub hosts_in_use_mean: f64,
+    pub remote_access_fraction: f64,
+    pub mean_latency_factor: f64,
+    pub p95_latency_factor: f64,
+    pub rejected_by_flavor: BTreeMap<String, u64>,
+    pub fit_calls: u64,
+}
+
+impl RunMetrics {
+    pub fn rejection_rate(&self) -> f64 {
+        if self.guests == 0 {
+            0.0
+        } else {
+            (self.rejected + self.oom_kills) as f64 / self.guests as f64
+        }
+    }
+}
+
+/// One sample of the time series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub t: f64,
+    pub running: usize,
+    pub cpu_alloc: f64,
+    pub mem_alloc: f64,
+    pub hosts_in_use: usize,
+    pub placed: u64,
+    pub rejected: u64,
+}
+
+pub struct MetricsCollector {
+    warmup: f64,
+    horizon: f64,
+    capacity: (f64, f64),
+    last_t: f64,
+    last: (f64, f64, f64),
+    area: (f64, f64, f64),
+    pub metrics: RunMetrics,
+    remote_sum: f64,
+    latency_sum: f64,
+    latencies: Vec<f64>,
+    costed: u64,
+    interval: f64,
+    next_sample: f64,
+    pub samples: Vec<Sample>,
+}
+
+impl MetricsCollector {
+    /// `horizon`: end of the measured window (the last event when infinite).
+    pub fn new(sim: &Simulation, warmup: f64, horizon: f64, interval: f64) -> Self {
+        let (cpus, mem) = sim.capacity();
+        MetricsCollector {
+            warmup,
+            horizon,
+            capacity: (cpus.max(1) as f64, mem.max(1) as f64),
+            last_t: warmup,
+            last: (0.0, 0.0, 0.0),
+            area: (0.0, 0.0, 0.0),
+            metrics: RunMetrics::default(),
+            remote_sum: 0.0,
+            latency_sum: 0.0,
+            latencies: Vec::new(),
+            costed: 0,
+            interval,
+            next_sample: 0.0,
+            samples: Vec::new(),
+        }
+    }
+
+    fn measured(&self, t: f64) -> bool {
+        t >= self.warmup && t <= self.horizon
+    }
+
+    /// Integrates the previous state up to `t`, then records the new one.
+    fn observe(&mut self, t: f64, sim: &Simulation) {
+        let t_clip = t.min(self.horizon);
+        if t_clip > self.last_t {
+            let dt = t_clip - self.last_t;
+            self.area.0 += self.last.0 * dt;
+            self.area.1 += self.last.1 * dt;
+            self.area.2 += self.last.2 * dt;
+            self.last_t = t_clip;
+        }
+        self.last = (
+            sim.claimed_cpus as f64 / self.capacity.0,
+            sim.claimed_mem as f64 / self.capacity.1,
+            sim.hosts_in_use as f64,
+        );
+        while self.interval > 0.0 && t >= self.next_sample && self.next_sample <= self.horizon {
+            self.samples.push(Sample {
+                t: self.next_sample,
+                running: sim.running(),
+                cpu_alloc: self.last.0,
+                mem_alloc: self.last.1,
+                hosts_in_use: sim.hosts_in_use,
+                placed: self.metrics.placed,
+                rejected: self.metrics.rejected,
+            });
+            self.next_sample += self.interval;
+        }
+    }
+
+    /// Ends the measured window at `t` if it is still open (the last arrival
+    /// of a trace), so the drain of departures afterwards is not measured.
+    pub fn close_at(&mut self, t: f64) {
+        self.horizon = self.horizon.min(t);
+    }
+
+    /// Closes the window at `end` (the last event time if the horizon is open).
+    pub fn finish(mut self, end: f64, fit_calls: u64) -> (RunMetrics, Vec<Sample>) {
+        let end = end.min(self.horizon);
+        if end > self.last_t {
+            let dt = end - self.last_t;
+            self.area.0 += self.last.0 * dt;
+            self.area.1 += self.last.1 * dt;
+            self.area.2 += self.last.2 * dt;
+        }
+        let span = end - self.warmup;
+        let m = &mut self.metrics;
+        if span > 0.0 {
+            m.cpu_alloc_mean = self.area.0 / span;
+            m.mem_alloc_mean = self.area.1 / span;
+            m.hosts_in_use_mean = self.area.2 / span;
+        }
+        if self.costed > 0 {
+            m.remote_access_fraction = self.remote_sum / self.costed as f64;
+            m.mean_latency_factor = self.latency_sum / self.costed as f64;
+            self.latencies.sort_by(f64::total_cmp);
+            let idx = ((self.latencies.len() as f64 * 0.95).ceil() as usize)
+                .clamp(1, self.latencies.len())
+                - 1;
+            m.p95_latency_factor = self.latencies[idx];
+        }
+        m.fit_calls = fit_calls;
+        (self.metrics, self.samples)
+    }
+}
+
+impl Observer for MetricsCollector {
+    fn arrival(&mut self, t: f64, row: &TraceRow, decision: &Decision, sim: &Simulation) {
+        if self.measured(t) {
+            let m = &mut self.metrics;
+            m.guests += 1;
+            match decision {
+                Decision::Placed { .. } => m.placed += 1,
+                Decision::Rejected { error } => {
+                    m.rejected += 1;
+                    m.errors += u64::from(error.is_some());
+                    *m.rejected_by_flavor
+                        .entry(sim.catalog().flavors[row.flavor].name.clone())
+                        .or_default() += 1;
+                }
+                Decision::OomKilled { .. } => m.oom_kills += 1,
+            }
+        }
+        self.observe(t, sim);
+    }
+
+    fn guest_cost(&mut self, t: f64, _row: &TraceRow, remote: f64, latency: f64, spans: bool) {
+        if self.measured(t) {
+            self.remote_sum += remote;
+            self.latency_sum += latency;
+            self.latencies.push(latency);
+            self.costed += 1;
+            self.metrics.spanning_guests += u64::from(spans);
+        }
+    }
+
+    fn departure(&mut self, t: f64, _row: usize, sim: &Simulation) {
+        if t <= self.horizon {
+            self.observe(t, sim);
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! `numasim run`: resolves a scenario's files, runs every policy and seed
+//! (in parallel, each run single-threaded and deterministic), and writes
+//! `summary.csv` and `timeseries.csv`. This is the edge: it reads and
+//! writes files; the simulation itself happens in `sim`.
+
+use crate::load::load_host;
+use crate::request::Flavor;
+use crate::scenario::{FleetEntry, Scenario, SyntheticStream};
+use crate::sim::fleet::{SimHost, host_model, sim_host_from_model};
+use crate::sim::metrics::{MetricsCollector, RunMetrics, Sample};
+use crate::sim::{SimConfig, Simulation};
+use crate::topology::{Host, parse_cpu_list, presets};
+use crate::trace::{Catalog, TraceReader, read_catalog};
+use rayon::prelude::*;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Command-line overrides of a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub trace: Option<PathBuf>,
+    pub flavors: Option<PathBuf>,
+    pub hosts: Option<usize>,
+    pub seed: Option<u64>,
+    pub skip_bad_rows: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RunError(pub String);
+
+fn err<T>(m: impl Into<String>) -> Result<T, RunError> {
+    Err(RunError(m.into()))
+}
+
+/// One (policy, seed) run's results.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub policy: String,
+    pub seed: u64,
+    pub metrics: RunMetrics,
+    pub samples: Vec<Sample>,
+    pub skipped_rows: u64,
+}
+
+/// A scenario with its files read.
+pub struct Prepared {
+    pub scenario: Scenario,
+    pub base: PathBuf,
+    pub hosts: Vec<SimHost>,
+    pub catalog: Catalog,
+    pub touched: Vec<f64>,
+    pub trace: Option<PathBuf>,
+    pub skip_bad_rows: bool,
+}
+
+fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunError> {
+    let mut host = if let Some(p) = &entry.preset {
+        match presets::find(p) {
+            Some(p) => p.host(),
+            None => {
+                let names: Vec<&str> = presets::PRESETS.iter().map(|p| p.name).collect();
+                return err(format!(
+                    "fleet[{idx}].preset: unknown preset `{p}`; expected one of {}",
+                    names.join(", ")
+                ));
+            }
+        }
+    } else if let Some(f) = &entry.file {
+        let path = base.join(f);
+        load_host(path.to_str().unwrap_or(f), None)
+            .map_err(|e| RunError(format!("fleet[{idx}].file: {e}")))?
+    } else if let Some(s) = &entry.synthetic {
+        s.build()
+            .map_err(|e| RunError(format!("fleet[{idx}].{e}")))?
+    } else {
+        return err(format!("fleet[{idx}]: no host source"));
+    };
+    let c = &entry.config;
+    let set = |v: &Option<String>,
+               key: &str|
+     -> Result<Option<std::collections::BTreeSet<u32>>, RunError> {
+        v.as_ref()
+            .map(|t| {
+                parse_cpu_list(t)
+                    .map(|l| l.into_iter().collect())
+                    .map_err(|m| RunError(format!("fleet[{idx}].config.{key}: {m}")))
+            })
+            .transpose()
+    };
+    host.config.cpu_shared_set = set(&c.cpu_shared_set, "cpu_shared_set")?;
+    host.config.cpu_dedicated_set = set(&c.cpu_dedicated_set, "cpu_dedicated_set")?;
+    host.config.cpu_allocation_ratio = c.cpu_allocation_ratio;
+    host.config.ram_allocation_ratio = c.ram_allocation_ratio;
+    host.config.reserved_host_memory_mb = c.reserved_host_memory_mb;
+    host.validate()
+        .map_err(|e| RunError(format!("fleet[{idx}].config: {e}")))?;
+    Ok(host)
+}
+
+/// Scales the fleet's counts to `n` hosts, keeping the mix (largest remainders).
+fn scaled_counts(counts: &[usize], n: usize) -> Vec<usize> {
+    let total: usize = counts.iter().sum();
+    if total == 0 {
+        return counts.to_vec();
+    }
+    let exact: Vec<f64> = counts
+        .iter()
+        .map(|&c| c as f64 * n as f64 / total as f64)
+        .collect();
+    let mut out: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+    let mut rest: Vec<usize> = (0..counts.len()).collect();
+    rest.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
+    let mut left = n - out.iter().sum::<usize>();
+    for i in rest {
+        if left == 0 {
+            break;
+        }
+        out[i] += 1;
+        left -= 1;
+    }
+    out
+}
+
+pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
+    let mut scenario =
+        Scenario::parse(&text).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if let Some(seed) = ov.seed {
+        scenario.seeds = vec![seed];
+    }
+    let counts: Vec<usize> = scenario.fleet.iter().map(|f| f.count).collect();
+    let counts = match ov.hosts {
+        Some(n) => scaled_counts(&counts, n),
+        None => counts,
+    };
+    let mut hosts = Vec::new();
+    for (i, (entry, &count)) in scenario.fleet.iter().zip(&counts).enumerate() {
+        let host = host_for(entry, &base, i)?;
+        let model = Arc::new(host_model(&host));
+        // Hosts of one model share the model and start from one topology.
+        let template = sim_host_from_model(String::new(), &host, model);
+        for _ in 0..count {
+            let mut h = template.clone();
+            h.name = format!("{}-{}", host.name, hosts.len());
+            hosts.push(h);
+        }
+    }
+    if hosts.is_empty() {
+        return err(format!("{}: the fleet has no hosts", path.display()));
+    }
+    let catalog = match (&ov.flavors, &scenario.flavors.file) {
+        (Some(p), _) => read_catalog_file(p)?,
+        (None, Some(f)) => read_catalog_file(&base.join(f))?,
+        (None, None) => Catalog::new(
+            scenario
+                .flavors
+                .list
+                .iter()
+                .map(|f| {
+                    let specs = crate::trace::parse_pairs(&f.extra_specs).map_err(|m| {
+                        RunError(format!(
+                            "{}: flavors.list `{}`: {m}",
+                            path.display(),
+                            f.name
+                        ))
+                    })?;
+                    Ok(Flavor {
+                        name: f.name.clone(),
+                        vcpus: f.vcpus,
+                        memory_mb: f.memory_mb,
+                        extra_specs: specs,
+                    })
+                })
+                .collect::<Result<Vec<_>, RunError>>()?,
+        )
+        .map_err(|m| RunError(format!("{}: flavors: {m}", path.display())))?,
+    };
+    let mut touched = vec![1.0; catalog.flavors.len()];
+    for (name, frac) in &scenario.flavors.touched_fraction {
+        let Some(i) = catalog.position(name) else {
+            return err(format!(
+                "{}: flavors.touched_fraction names unknown flavor `{name}`",
+                path.display()
+            ));
+        };
+        if !(0.0..=1.0).contains(frac) {
+            return err(format!(
+                "{}: flavors.touched_fraction.{name} = {frac}: expected a fraction in [0, 1]",
+                path.display()
+            ));
+        }
+        touched[i] = *frac;
+    }
+    if let Some(syn) = &scenario.workload.synthetic
+        && ov.trace.is_none()
+    {
+        for name in syn.mix.keys() {
+            if catalog.position(name).is_none() {
+                return err(format!(
+                    "{}: workload.synthetic.mix names unknown flavor `{name}`",
+                    path.display()
+                ));
+            }
+        }
+    }
+    let trace = ov
+        .trace
+        .clone()
+        .or_else(|| scenario.workload.trace.as_ref().map(|t| base.join(t)));
+    Ok(Prepared {
+        scenario,
+        base,
+        hosts,
+        catalog,
+        touched,
+        trace,
+        skip_bad_rows: ov.skip_bad_rows,
+    })
+}
+
+fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
+    let f = std::fs::File::open(p).map_err(|e| RunError(format!("{}: {e}", p.display())))?;
+    read_catalog(std::io::BufReader::new(f)).map_err(|e| RunError(format!("{}: {e}", p.display())))
+}
+
+impl Prepared {
+    /// Runs every (policy, seed), in parallel; results in (policy, seed) order.
+    pub fn run_all(&self, progress: &(dyn Fn() + Sync)) -> Result<Vec<RunResult>, RunError> {
+        let jobs: Vec<(usize, u64)> = (0..self.scenario.policies.len())
+            .flat_map(|p| self.scenario.seeds.iter().map(move |&s| (p, s)))
+            .collect();
+        let results: Vec<Result<RunResult, RunError>> = jobs
+            .par_iter()
+            .map(|&(p, seed)| {
+                let r = self.run_one(p, seed);
+                progress();
+                r
+            })
+            .collect();
+        results.into_iter().collect()
+    }
+
+    pub fn run_one(&self, policy: usize, seed: u64) -> Result<RunResult, RunError> {
+        let spec = &self.scenario.policies[policy];
+        let first = &self.scenario.fleet[0].config;
+        let config = SimConfig {
+            strategy: spec.strategy,
+            host_check: spec.host_check,
+            limits: Some(crate::fit::Limits {
+                cpu_allocation_ratio: first.cpu_allocation_ratio,
+                ram_allocation_ratio: first.ram_allocation_ratio,
+                network_metadata: None,
+            }),
+            fit_mode: spec.fit_mode,
+            memory_mode: Some(spec.memory_mode),
+            touched_fraction: self.touched.clone(),
+            calibration: self.scenario.cost.calibration().map_err(RunError)?,
+            seed,
+        };
+        let mut sim = Simulation::new(self.hosts.clone(), self.catalog.clone(), config);
+        let horizon = self.scenario.horizon_s.unwrap_or(f64::INFINITY);
+        let mut metrics = MetricsCollector::new(
+            &sim,
+            self.scenario.warmup_s,
+            horizon,
+            self.scenario.output.timeseries_interval_s,
+        );
+        let mut skipped = 0;
+        match &self.trace {
+            Some(path) => {
+                let f = std::fs::File::open(path)
+                    .map_err(|e| RunError(format!("{}: {e}", path.display())))?;
+                let mut reader = TraceReader::new(
+                    std::io::BufReader::new(f),
+                    &self.catalog,
+                    self.skip_bad_rows,
+                )
+                .map_err(|e| RunError(format!("{}: {e}", path.display())))?;
+                let rows = (&mut reader)
+                    .take_while(|r| r.as_ref().map_or(true, |row| row.arrival_s <= horizon));
+                sim.run_arrivals(rows, &mut metrics).map_err(|e| match e {
+                    crate::sim::SimError::Trace(t) => RunError(format!("{}: {t}", path.display())),
+                    other => RunError(other.to_string()),
+                })?;
+                skipped = reader.skipped;
+            }
+            None => {
+                let syn = self
+                    .scenario
+                    .workload
+                    .synthetic
+                    .as_ref()
+                    .expect("checked: trace or synthetic");
+                let mix: Vec<(f64, usize)> = syn
+                    .mix
+                    .iter()
+                    .map(|(n, w)| (*w, self.catalog.position(n).expect("checked")))
+                    .collect();
+                let total_w: f64 = mix.iter().map(|m| m.0).sum();
+                let mean_mem = mix
+                    .iter()
+                    .map(|(w, i)| w / total_w * self.catalog.flavors[*i].memory_mb as f64)
+                    .sum();
+                let fleet_mem = sim.capacity().1 as f64;
+                let stream = SyntheticStream::new(
+                    syn,
+                    seed,
+                    mix,
+                    mean_mem,
+                    fleet_mem,
+                    self.scenario.horizon_s,
+                );
+                sim.run_arrivals(stream, &mut metrics)
+                    .map_err(|e| RunError(e.to_string()))?;
+            }
+        }
+        metrics.close_at(sim.now);
+        let end = sim.now;
+        sim.drain(&mut metrics)
+            .map_err(|e| RunError(e.to_string()))?;
+        if !sim.accounting_ok() {
+            return err(format!(
+                "{} seed {seed}: usage accounting drifted (a numasim bug)",
+                spec.name()
+            ));
+        }
+        let (metrics, samples) = metrics.finish(end, sim.fit_calls);
+        Ok(RunResult {
+            policy: spec.name(),
+            seed,
+            metrics,
+            samples,
+            skipped_rows: skipped,
+        })
+    }
+}
+
+pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model";
+
+pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> String {
+    let mut out = String::from(SUMMARY_HEADER);
+    out.push('\n');
+    for r in results {
+        let m = &r.metrics;
+        let _ = writeln!(
+            out,
+            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model}",
+            r.policy,
+            r.seed,
+            m.guests,
+            m.placed,
+            m.rejected,
+            m.rejection_rate(),
+            m.cpu_alloc_mean,
+            m.mem_alloc_mean,
+            m.hosts_in_use_mean,
+            m.spanning_guests,
+            m.remote_access_fraction,
+            m.mean_latency_factor,
+            m.p95_latency_factor,
+            m.oom_kills,
+            m.errors,
+            r.skipped_rows,
+            m.fit_calls,
+        );
+    }
+    out
+}
+
+pub fn timeseries_csv(results: &[RunResult]) -> String {
+    let mut out =
+        String::from("policy,seed,t_s,running,cpu_alloc,mem_alloc,hosts_in_use,placed,rejected\n");
+    for r in results {
+        for s in &r.samples {
+            let _ = writeln!(
+                out,
+                "{},{},{:.1},{},{:.6},{:.6},{},{},{}",
+                r.policy,
+                r.seed,
+                s.t,
+                s.running,
+                s.cpu_alloc,
+                s.mem_alloc,
+                s.hosts_in_use,
+                s.placed,
+                s.rejected
+            );
+        }
+    }
+    out
+}
+
+pub fn rejections_csv(results: &[RunResult]) -> String {
+    let mut out = String::from("policy,seed,flavor,rejected\n");
+    for r in results {
+        for (f, n) in &r.metrics.rejected_by_flavor {
+            let _ = writeln!(out, "{},{},{f},{n}", r.policy, r.seed);
+        }
+    }
+    out
+}
+
+/// Policies side by side: means over seeds.
+pub fn comparison_table(results: &[RunResult]) -> String {
+    let mut policies: Vec<&str> = Vec::new();
+    for r in results {
+        if !policies.contains(&r.policy.as_str()) {
+            policies.push(&r.policy);
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "policy",
+        "seeds",
+        "rejected",
+        "cpu",
+        "mem",
+        "spanning",
+        "remote",
+        "latency",
+        "p95 lat",
+        "oom"
+    );
+    for p in policies {
+        let rs: Vec<&RunResult> = results.iter().filter(|r| r.policy == p).collect();
+        let n = rs.len() as f64;
+        let mean =
+            |f: &dyn Fn(&RunMetrics) -> f64| rs.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
+        let _ = writeln!(
+            out,
+            "{:<24} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1}",
+            p,
+            rs.len(),
+            100.0 * mean(&|m| m.rejection_rate()),
+            100.0 * mean(&|m| m.cpu_alloc_mean),
+            100.0 * mean(&|m| m.mem_alloc_mean),
+            mean(&|m| m.spanning_guests as f64),
+            100.0 * mean(&|m| m.remote_access_fraction),
+            mean(&|m| m.mean_latency_factor),
+            mean(&|m| m.p95_latency_factor),
+            mean(&|m| m.oom_kills as f64),
+        );
+    }
+    out
+}

@@ -1,0 +1,503 @@
+//! Scenario files (TOML): the fleet, the flavors, the workload, the
+//! policies to compare, seeds, window and outputs. Parsing is strict:
+//! unknown keys and wrong types are errors naming the key and the line.
+//! File paths are relative to the scenario's directory; resolving and
+//! reading them is the runner's job (`run`), not this module's.
+
+use crate::sim::cost::Calibration;
+use crate::sim::memory::MemoryMode;
+use crate::sim::{HostCheck, Strategy};
+use crate::topology::synth::SynthSpec;
+use crate::trace::TraceRow;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+use statrs::distribution::{ContinuousCDF, Normal};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// One replication per seed.
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Measured window: arrivals from `warmup_s` to `horizon_s` (seconds).
+    #[serde(default)]
+    pub warmup_s: f64,
+    #[serde(default)]
+    pub horizon_s: Option<f64>,
+    pub fleet: Vec<FleetEntry>,
+    pub flavors: Flavors,
+    pub workload: Workload,
+    pub policies: Vec<PolicySpec>,
+    #[serde(default)]
+    pub cost: CostSpec,
+    #[serde(default)]
+    pub output: OutputSpec,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![1]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetEntry {
+    /// A preset name (`numasim topology presets`).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// A captured topology file (any format `topology show` reads).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// A synthetic host description.
+    #[serde(default)]
+    pub synthetic: Option<SynthSpec>,
+    pub count: usize,
+    #[serde(default)]
+    pub config: HostConfigSpec,
+}
+
+/// Nova host configuration for a fleet entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfigSpec {
+    #[serde(default = "four")]
+    pub cpu_allocation_ratio: f64,
+    #[serde(default = "one")]
+    pub ram_allocation_ratio: f64,
+    /// CPU list (`0-9,40-49`) for `[compute] cpu_shared_set`.
+    #[serde(default)]
+    pub cpu_shared_set: Option<String>,
+    /// CPU list for `[compute] cpu_dedicated_set`.
+    #[serde(default)]
+    pub cpu_dedicated_set: Option<String>,
+    #[serde(default)]
+    pub reserved_host_memory_mb: u64,
+}
+
+impl Default for HostConfigSpec {
+    fn default() -> Self {
+        HostConfigSpec {
+            cpu_allocation_ratio: 4.0,
+            ram_allocation_ratio: 1.0,
+            cpu_shared_set: None,
+            cpu_dedicated_set: None,
+            reserved_host_memory_mb: 0,
+        }
+    }
+}
+
+fn four() -> f64 {
+    4.0
+}
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flavors {
+    /// A catalog CSV (`name,vcpus,memory_mb,extra_specs`).
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub list: Vec<FlavorSpec>,
+    /// Fraction of its memory a guest of each flavor touches (default 1.0).
+    #[serde(default)]
+    pub touched_fraction: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlavorSpec {
+    pub name: String,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    #[serde(default)]
+    pub extra_specs: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// A trace CSV (`id,arrival_s,departure_s,flavor[,image_props]`).
+    #[serde(default)]
+    pub trace: Option<String>,
+    #[serde(default)]
+    pub synthetic: Option<Synthetic>,
+}
+
+/// Poisson arrivals, lifetimes from a distribution, a weighted flavor mix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Synthetic {
+    pub guests: u64,
+    /// Arrivals per hour; or give `offered_load` instead.
+    #[serde(default)]
+    pub arrivals_per_hour: Option<f64>,
+    /// Target mean memory demand as a fraction of the fleet's memory.
+    #[serde(default)]
+    pub offered_load: Option<f64>,
+    pub lifetime: Lifetime,
+    /// Flavor name -> weight.
+    pub mix: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "distribution", rename_all = "lowercase")]
+pub enum Lifetime {
+    Exponential { mean_s: f64 },
+    Lognormal { median_s: f64, sigma: f64 },
+}
+
+impl Lifetime {
+    pub fn mean_s(&self) -> f64 {
+        match self {
+            Lifetime::Exponential { mean_s } => *mean_s,
+            Lifetime::Lognormal { median_s, sigma } => median_s * (sigma * sigma / 2.0).exp(),
+        }
+    }
+
+    /// Inverse-CDF sampling from a uniform draw in (0, 1).
+    fn sample(&self, u: f64) -> f64 {
+        match self {
+            Lifetime::Exponential { mean_s } => -mean_s * (1.0 - u).ln(),
+            Lifetime::Lognormal { median_s, sigma } => {
+                let z = Normal::standard().inverse_cdf(u);
+                median_s * (sigma * z).exp()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    #[serde(default = "spread")]
+    pub strategy: Strategy,
+    #[serde(default = "strict")]
+    pub memory_mode: MemoryMode,
+    #[serde(default)]
+    pub fit_mode: crate::fit::Mode,
+    #[serde(default = "all")]
+    pub host_check: HostCheck,
+}
+
+fn spread() -> Strategy {
+    Strategy::Spread
+}
+fn strict() -> MemoryMode {
+    MemoryMode::Strict
+}
+fn all() -> HostCheck {
+    HostCheck::All
+}
+
+impl PolicySpec {
+    /// `spread-strict`, `pack-interleave-clean`, ...
+    pub fn name(&self) -> String {
+        let mut n = format!("{}-{}", self.strategy.as_str(), self.memory_mode.as_str());
+        if self.fit_mode == crate::fit::Mode::Clean {
+            n.push_str("-clean");
+        }
+        n
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostSpec {
+    /// SLIT value (as a string key) -> measured latency ratio.
+    #[serde(default)]
+    pub calibration: BTreeMap<String, f64>,
+}
+
+impl CostSpec {
+    pub fn calibration(&self) -> Result<Calibration, String> {
+        let mut points = Vec::new();
+        for (k, v) in &self.calibration {
+            let slit: u32 = k
+                .parse()
+                .map_err(|_| format!("cost.calibration: key `{k}` is not a SLIT value"))?;
+            if !v.is_finite() || *v <= 0.0 {
+                return Err(format!("cost.calibration.{k}: {v} is not a positive ratio"));
+            }
+            points.push((slit, *v));
+        }
+        points.sort_by_key(|p| p.0);
+        Ok(Calibration { points })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Time-series sampling interval, seconds.
+    #[serde(default = "hour")]
+    pub timeseries_interval_s: f64,
+}
+
+impl Default for OutputSpec {
+    fn default() -> Self {
+        OutputSpec {
+            dir: None,
+            timeseries_interval_s: 3600.0,
+        }
+    }
+}
+
+fn hour() -> f64 {
+    3600.0
+}
+
+/// A scenario that parsed but says something impossible.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ScenarioError(pub String);
+
+impl Scenario {
+    /// Parses and checks a scenario; errors carry the TOML line and key.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let s: Scenario = toml::from_str(text)
+            .map_err(|e| ScenarioError(e.to_string().trim_end().to_string()))?;
+        s.check()?;
+        Ok(s)
+    }
+
+    fn check(&self) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError(m));
+        if self.seeds.is_empty() {
+            return bad("seeds: give at least one seed".into());
+        }
+        if self.fleet.is_empty() {
+            return bad("fleet: give at least one [[fleet]] entry".into());
+        }
+        for (i, f) in self.fleet.iter().enumerate() {
+            let sources = usize::from(f.preset.is_some())
+                + usize::from(f.file.is_some())
+                + usize::from(f.synthetic.is_some());
+            if sources != 1 {
+                return bad(format!(
+                    "fleet[{i}]: give exactly one of `preset`, `file` and `synthetic`"
+                ));
+            }
+            if f.config.cpu_allocation_ratio <= 0.0 || f.config.ram_allocation_ratio <= 0.0 {
+                return bad(format!(
+                    "fleet[{i}].config: allocation ratios must be positive"
+                ));
+            }
+        }
+        if self.policies.is_empty() {
+            return bad("policies: give at least one [[policies]] entry".into());
+        }
+        match (&self.workload.trace, &self.workload.synthetic) {
+            (Some(_), Some(_)) | (None, None) => {
+                return bad(
+                    "workload: give exactly one of `trace` and `[workload.synthetic]`".into(),
+                );
+            }
+            (None, Some(syn)) => {
+                if syn.arrivals_per_hour.is_some() == syn.offered_load.is_some() {
+                    return bad("workload.synthetic: give exactly one of `arrivals_per_hour` and `offered_load`".into());
+                }
+                if syn.mix.is_empty()
+                    || syn.mix.values().any(|w| !w.is_finite() || *w < 0.0)
+                    || syn.mix.values().sum::<f64>() <= 0.0
+                {
+                    return bad(
+                        "workload.synthetic.mix: weights must be non-negative and not all zero"
+                            .into(),
+                    );
+                }
+                let life_ok = match &syn.lifetime {
+                    Lifetime::Exponential { mean_s } => *mean_s > 0.0,
+                    Lifetime::Lognormal { median_s, sigma } => *median_s > 0.0 && *sigma >= 0.0,
+                };
+                if !life_ok {
+                    return bad("workload.synthetic.lifetime: mean/median must be positive and sigma non-negative".into());
+                }
+            }
+            _ => {}
+        }
+        if self.flavors.file.is_none() && self.flavors.list.is_empty() {
+            return bad("flavors: give `file` or [[flavors.list]] entries".into());
+        }
+        if self.output.timeseries_interval_s <= 0.0 {
+            return bad("output.timeseries_interval_s must be positive".into());
+        }
+        self.cost.calibration().map_err(ScenarioError)?;
+        Ok(())
+    }
+}
+
+/// A synthetic workload as a stream of trace rows in arrival order.
+pub struct SyntheticStream {
+    rng: ChaCha8Rng,
+    rate_per_s: f64,
+    lifetime: Lifetime,
+    /// (cumulative weight, catalog index)
+    mix: Vec<(f64, usize)>,
+    left: u64,
+    next_row: usize,
+    t: f64,
+    horizon: f64,
+}
+
+impl SyntheticStream {
+    /// `mean_memory_mb`: the mix's mean flavor memory; `fleet_memory_mb`: the
+    /// fleet's memory, for `offered_load`.
+    pub fn new(
+        syn: &Synthetic,
+        seed: u64,
+        mix: Vec<(f64, usize)>,
+        mean_memory_mb: f64,
+        fleet_memory_mb: f64,
+        horizon: Option<f64>,
+    ) -> SyntheticStream {
+        let rate_per_s = match (syn.arrivals_per_hour, syn.offered_load) {
+            (Some(r), _) => r / 3600.0,
+            // Little's law: concurrent memory = rate * mean lifetime * mean memory.
+            (None, Some(load)) => load * fleet_memory_mb / (mean_memory_mb * syn.lifetime.mean_s()),
+            (None, None) => 1.0,
+        };
+        let total: f64 = mix.iter().map(|m| m.0).sum();
+        let mut acc = 0.0;
+        let mix = mix
+            .into_iter()
+            .map(|(w, i)| {
+                acc += w / total;
+                (acc, i)
+            })
+            .collect();
+        SyntheticStream {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            rate_per_s,
+            lifetime: syn.lifetime.clone(),
+            mix,
+            left: syn.guests,
+            next_row: 0,
+            t: 0.0,
+            horizon: horizon.unwrap_or(f64::INFINITY),
+        }
+    }
+
+    fn uniform(&mut self) -> f64 {
+        // (0, 1): never 0, so logs and inverse CDFs stay finite.
+        loop {
+            let u: f64 = self.rng.random();
+            if u > 0.0 {
+                return u;
+            }
+        }
+    }
+}
+
+impl Iterator for SyntheticStream {
+    type Item = Result<TraceRow, crate::trace::CsvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let gap = -(1.0 - self.uniform()).ln() / self.rate_per_s;
+        self.t += gap;
+        if self.t > self.horizon {
+            return None;
+        }
+        self.left -= 1;
+        let u = self.uniform();
+        let flavor = self
+            .mix
+            .iter()
+            .find(|(c, _)| u <= *c)
+            .or(self.mix.last())
+            .map(|m| m.1)
+            .unwrap_or(0);
+        let u = self.uniform();
+        let life = self.lifetime.sample(u);
+        let row = self.next_row;
+        self.next_row += 1;
+        Some(Ok(TraceRow {
+            row,
+            line: 0,
+            id: format!("g{row:07}"),
+            arrival_s: self.t,
+            departure_s: Some(self.t + life.max(1e-3)),
+            flavor,
+            image_props: Vec::new(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+seeds = [1, 2]
+[[fleet]]
+preset = "dl980"
+count = 2
+[flavors]
+list = [{ name = "s", vcpus = 1, memory_mb = 1024 }]
+[workload.synthetic]
+guests = 10
+arrivals_per_hour = 60
+lifetime = { distribution = "exponential", mean_s = 600 }
+mix = { s = 1 }
+[[policies]]
+memory_mode = "preferred"
+"#;
+
+    #[test]
+    fn parses_and_names_policies() {
+        let s = Scenario::parse(MINIMAL).unwrap();
+        assert_eq!(s.policies[0].name(), "spread-preferred");
+        assert_eq!(s.seeds, vec![1, 2]);
+    }
+
+    #[test]
+    fn unknown_keys_and_types_name_the_line() {
+        let e = Scenario::parse(&MINIMAL.replace("count = 2", "count = 2\ncolor = \"red\""))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("color") && e.contains("line 7"), "{e}");
+        let e = Scenario::parse(&MINIMAL.replace("count = 2", "count = \"two\""))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("line 6") && e.contains("count"), "{e}");
+        let e = Scenario::parse(
+            &MINIMAL.replace("memory_mode = \"preferred\"", "memory_mode = \"loose\""),
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("loose"), "{e}");
+    }
+
+    #[test]
+    fn synthetic_stream_is_seeded_and_ordered() {
+        let s = Scenario::parse(MINIMAL).unwrap();
+        let syn = s.workload.synthetic.unwrap();
+        let a: Vec<_> = SyntheticStream::new(&syn, 7, vec![(1.0, 0)], 1024.0, 1.0, None)
+            .map(Result::unwrap)
+            .collect();
+        let b: Vec<_> = SyntheticStream::new(&syn, 7, vec![(1.0, 0)], 1024.0, 1.0, None)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 10);
+        assert!(a.windows(2).all(|w| w[0].arrival_s <= w[1].arrival_s));
+        let lifetimes: f64 = a
+            .iter()
+            .map(|r| r.departure_s.unwrap() - r.arrival_s)
+            .sum::<f64>()
+            / 10.0;
+        assert!(lifetimes > 100.0 && lifetimes < 3000.0);
+    }
+}
