@@ -3,4 +3,5 @@
 mod common;
 mod fit;
 mod replay;
+mod sim;
 mod topology;

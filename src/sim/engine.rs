@@ -370,11 +370,6 @@ impl Simulation {
             Some(f) => f.cells.iter().map(|c| c.cpuset.len() as i64).sum(),
             None => vcpus,
         };
-        let decision = Decision::Placed {
-            host,
-            fitted: fitted.clone(),
-        };
-        obs.arrival(row.arrival_s, &row, &decision, self);
         if let Some(d) = row.departure_s {
             self.departures.push(Reverse((OrderedTime(d), row.row)));
         }
@@ -382,11 +377,17 @@ impl Simulation {
             row.row,
             Placed {
                 host,
-                fitted,
+                fitted: fitted.clone(),
                 vcpu: vcpu_claim,
                 mem,
                 pages,
             },
+        );
+        obs.arrival(
+            row.arrival_s,
+            &row,
+            &Decision::Placed { host, fitted },
+            self,
         );
         Ok(())
     }

@@ -1,0 +1,321 @@
+//! The simulator: memory modes, OOM, accounting, scenarios and bad input.
+
+use crate::common::{data, numasim, stderr, stdout};
+use numasim::sim::fleet::fleet_from_json;
+use numasim::sim::memory::MemoryMode;
+use numasim::sim::{Decision, HostCheck, Observer, SimConfig, Simulation, Strategy};
+use numasim::trace::{Catalog, TraceReader, TraceRow, read_catalog};
+use std::path::Path;
+
+/// One host, two cells of 4 CPUs and 4096 MB, SLIT 10/21.
+const HOST: &str = r#"{"hosts": [{"name": "h0", "host": {"cells": [
+  {"id": 0, "cpus": [0, 1, 2, 3], "pcpus": [], "memory_mb": 4096, "siblings": [[0], [1], [2], [3]],
+   "mempages": [{"size_kb": 4, "total": 1048576, "used": 0}]},
+  {"id": 1, "cpus": [4, 5, 6, 7], "pcpus": [], "memory_mb": 4096, "siblings": [[4], [5], [6], [7]],
+   "mempages": [{"size_kb": 4, "total": 1048576, "used": 0}]}],
+  "distances": [[10, 21], [21, 10]]}}]}"#;
+
+const FLAVORS: &str = "name,vcpus,memory_mb,extra_specs\nbig,2,6144,hw:numa_nodes=1\nmid,2,3072,hw:numa_nodes=1\nfloat,4,4096,\n";
+
+#[derive(Default)]
+struct Record {
+    decisions: Vec<String>,
+    costs: Vec<(f64, f64, bool)>,
+    invariant_broken: bool,
+}
+
+impl Observer for Record {
+    fn arrival(&mut self, _t: f64, row: &TraceRow, d: &Decision, sim: &Simulation) {
+        self.decisions.push(match d {
+            Decision::Placed { host, .. } => format!("{} placed on {host}", row.id),
+            Decision::Rejected { .. } => format!("{} rejected", row.id),
+            Decision::OomKilled { .. } => format!("{} oom", row.id),
+        });
+        self.invariant_broken |= !sim.accounting_ok();
+    }
+    fn guest_cost(&mut self, _t: f64, _row: &TraceRow, remote: f64, latency: f64, spans: bool) {
+        self.costs.push((remote, latency, spans));
+    }
+    fn departure(&mut self, _t: f64, _row: usize, sim: &Simulation) {
+        self.invariant_broken |= !sim.accounting_ok();
+    }
+}
+
+fn simulate(mode: MemoryMode, ram_ratio: f64, trace: &str) -> (Record, Simulation) {
+    let catalog: Catalog = read_catalog(FLAVORS.as_bytes()).unwrap();
+    let config = SimConfig {
+        strategy: Strategy::Spread,
+        host_check: HostCheck::All,
+        limits: Some(numasim::fit::Limits {
+            cpu_allocation_ratio: 4.0,
+            ram_allocation_ratio: ram_ratio,
+            network_metadata: None,
+        }),
+        fit_mode: numasim::fit::Mode::Nova,
+        memory_mode: Some(mode),
+        touched_fraction: vec![1.0; 3],
+        calibration: Default::default(),
+        seed: 1,
+    };
+    let mut sim = Simulation::new(fleet_from_json(HOST).unwrap(), catalog.clone(), config);
+    let text = format!("id,arrival_s,departure_s,flavor\n{trace}");
+    let rows = TraceReader::new(text.as_bytes(), &catalog, false).unwrap();
+    let mut rec = Record::default();
+    sim.run(rows, &mut rec).unwrap();
+    (rec, sim)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[test]
+fn strict_refuses_a_guest_larger_than_a_cell() {
+    let (rec, _) = simulate(MemoryMode::Strict, 1.0, "g1,1,,big\n");
+    assert_eq!(rec.decisions, ["g1 rejected"]);
+}
+
+#[test]
+fn preferred_admits_it_and_spills_a_third_remotely() {
+    let (rec, sim) = simulate(MemoryMode::Preferred, 1.0, "g1,1,,big\n");
+    assert_eq!(rec.decisions, ["g1 placed on 0"]);
+    // 4096 MB on its cell, 2048 MB spilled: remote 1/3, latency 2/3 + 1/3 * 2.1.
+    let (remote, latency, spans) = rec.costs[0];
+    assert!(
+        close(remote, 1.0 / 3.0) && close(latency, 2.0 / 3.0 + 2.1 / 3.0) && spans,
+        "{:?}",
+        rec.costs
+    );
+    assert!(close(sim.free_mb[0][0], 0.0) && close(sim.free_mb[0][1], 2048.0));
+}
+
+#[test]
+fn interleave_spreads_a_one_cell_guest_over_all_cells() {
+    let (rec, sim) = simulate(MemoryMode::Interleave, 1.0, "g1,1,,big\n");
+    assert_eq!(rec.decisions, ["g1 placed on 0"]);
+    let (remote, latency, _) = rec.costs[0];
+    assert!(
+        close(remote, 0.5) && close(latency, 0.5 + 0.5 * 2.1),
+        "{:?}",
+        rec.costs
+    );
+    assert!(close(sim.free_mb[0][0], 1024.0) && close(sim.free_mb[0][1], 1024.0));
+}
+
+#[test]
+fn strict_overcommit_oom_kills_and_frees_the_guest() {
+    // ram_allocation_ratio 1.5 lets Nova put two 3072 MB guests on one 4096 MB
+    // cell (the other cell is taken); their pages cannot both be resident.
+    let (rec, sim) = simulate(
+        MemoryMode::Strict,
+        1.5,
+        "a,1,,mid\nb,2,,mid\nc,3,,mid\nd,4,,mid\n",
+    );
+    assert_eq!(
+        rec.decisions,
+        ["a placed on 0", "b placed on 0", "c oom", "d oom"]
+    );
+    assert!(!rec.invariant_broken);
+    assert_eq!(sim.running(), 2);
+    // The killed guests released their claims.
+    let used: i64 = sim.hosts[0]
+        .topo
+        .cells
+        .iter()
+        .map(|c| c.memory_usage_mb)
+        .sum();
+    assert_eq!(used, 6144);
+}
+
+#[test]
+fn floating_guests_follow_their_cpus_and_free_on_departure() {
+    let (rec, sim) = simulate(MemoryMode::Strict, 1.0, "f1,1,5,float\n");
+    assert_eq!(rec.decisions, ["f1 placed on 0"]);
+    let (remote, latency, spans) = rec.costs[0];
+    assert!(close(remote, 0.5) && close(latency, 0.5 + 0.5 * 2.1) && spans);
+    assert_eq!(sim.running(), 0);
+    assert!(close(sim.free_mb[0][0], 4096.0) && close(sim.free_mb[0][1], 4096.0));
+    assert!(!rec.invariant_broken);
+}
+
+#[test]
+fn accounting_holds_after_every_event_of_the_quickstart() {
+    let ov = numasim::run::Overrides {
+        seed: Some(2),
+        ..Default::default()
+    };
+    let prepared = numasim::run::prepare(Path::new("scenarios/quickstart.toml"), &ov).unwrap();
+    for p in 0..prepared.scenario.policies.len() {
+        // run_one checks accounting at the end; here after every event too.
+        let r = prepared.run_one(p, 2).unwrap();
+        assert!(r.metrics.placed > 1000);
+    }
+    let catalog = prepared.catalog.clone();
+    let mut sim = Simulation::new(
+        prepared.hosts.clone(),
+        catalog.clone(),
+        SimConfig {
+            strategy: Strategy::Pack,
+            host_check: HostCheck::All,
+            limits: Some(numasim::fit::Limits {
+                cpu_allocation_ratio: 4.0,
+                ram_allocation_ratio: 1.0,
+                network_metadata: None,
+            }),
+            fit_mode: numasim::fit::Mode::Nova,
+            memory_mode: Some(MemoryMode::Preferred),
+            touched_fraction: prepared.touched.clone(),
+            calibration: Default::default(),
+            seed: 2,
+        },
+    );
+    let syn = prepared.scenario.workload.synthetic.clone().unwrap();
+    let mix: Vec<(f64, usize)> = syn
+        .mix
+        .iter()
+        .map(|(n, w)| (*w, catalog.position(n).unwrap()))
+        .collect();
+    let stream = numasim::scenario::SyntheticStream::new(
+        &syn,
+        2,
+        mix,
+        8000.0,
+        sim.capacity().1 as f64,
+        None,
+    );
+    let mut rec = Record::default();
+    sim.run(stream, &mut rec).unwrap();
+    assert!(!rec.invariant_broken);
+    assert_eq!(sim.running(), 0);
+    assert_eq!(sim.claimed_cpus, 0);
+    assert_eq!(sim.claimed_mem, 0);
+    for h in &sim.hosts {
+        assert_eq!(h.vcpu_used, 0);
+        assert!(
+            h.topo
+                .cells
+                .iter()
+                .all(|c| c.memory_usage_mb == 0 && c.cpu_usage == 0 && c.pinned_cpus.is_empty())
+        );
+    }
+}
+
+#[test]
+fn run_is_byte_identical_whatever_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(threads);
+        let r = numasim(&[
+            "run",
+            "scenarios/quickstart.toml",
+            "--threads",
+            threads,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        assert!(stdout(&r).contains("spread-interleave"));
+        outputs.push(
+            ["summary.csv", "timeseries.csv", "rejections.csv"]
+                .map(|f| std::fs::read(out.join(f)).unwrap()),
+        );
+    }
+    assert!(outputs[0] == outputs[1]);
+    let summary = String::from_utf8(outputs[0][0].clone()).unwrap();
+    assert!(summary.starts_with(
+        "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean"
+    ));
+    assert_eq!(summary.lines().count(), 1 + 3 * 3);
+}
+
+fn scenario_error(body: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bad.toml");
+    std::fs::write(&p, body).unwrap();
+    let r = numasim(&[
+        "run",
+        p.to_str().unwrap(),
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(2), "{}", stdout(&r));
+    assert!(
+        !tmp.path().join("out/summary.csv").exists(),
+        "no partial results"
+    );
+    stderr(&r)
+}
+
+#[test]
+fn bad_scenarios_name_file_key_and_line() {
+    let good = std::fs::read_to_string("scenarios/quickstart.toml")
+        .unwrap()
+        .replace(
+            "file = \"flavors.csv\"",
+            &format!(
+                "file = \"{}\"",
+                Path::new("scenarios/flavors.csv")
+                    .canonicalize()
+                    .unwrap()
+                    .display()
+            ),
+        );
+    let e = scenario_error(&good.replace("count = 32", "count = 32\nsize = 3"));
+    assert!(
+        e.contains("bad.toml") && e.contains("size") && e.contains("line"),
+        "{e}"
+    );
+    let e = scenario_error(&good.replace("guests = 4000", "guests = \"many\""));
+    assert!(
+        e.contains("bad.toml") && e.contains("guests") && e.contains("line"),
+        "{e}"
+    );
+    let e = scenario_error(&good.replace("\"m1.small\" = 14,", "\"m9.huge\" = 14,"));
+    assert!(e.contains("m9.huge"), "{e}");
+    let e =
+        scenario_error(&good.replace("memory_mode = \"interleave\"", "memory_mode = \"loose\""));
+    assert!(e.contains("loose"), "{e}");
+}
+
+#[test]
+fn bad_trace_rows_fail_with_line_or_are_skipped_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("t.csv");
+    std::fs::write(&trace, "id,arrival_s,departure_s,flavor\na,30001,30100,m1.small\nb,30002,1,m1.small\nc,30003,,nope\nd,30004,,m1.small\nd,30005,,m1.small\n").unwrap();
+    let out = tmp.path().join("out");
+    let args = [
+        "run",
+        "scenarios/quickstart.toml",
+        "--seed",
+        "1",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let r = numasim(&args);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        stderr(&r).contains("t.csv") && stderr(&r).contains("line 3"),
+        "{}",
+        stderr(&r)
+    );
+    let mut skip = args.to_vec();
+    skip.push("--skip-bad-rows");
+    let r = numasim(&skip);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row[16], "3", "skipped_rows: {summary}");
+    assert_eq!(row[3], "2", "guests");
+}
+
+#[test]
+fn the_replay_fleet_format_is_a_scenario_fleet_too() {
+    // Same host objects as the replay: the simulator accepts them directly.
+    let hosts = fleet_from_json(&std::fs::read_to_string(data("replay/small-fleet.json")).unwrap())
+        .unwrap();
+    assert_eq!(hosts.len(), 20);
+    assert_eq!(hosts[3].name, "h3");
+}
