@@ -262,6 +262,7 @@ fn replay(a: ReplayArgs) -> Result<i32> {
         memory_mode: None,
         touched_fraction: touched,
         calibration: Default::default(),
+        numa_aware_guests: false,
         seed: 0,
     };
     let mut sim = Simulation::new(hosts, catalog.clone(), config);

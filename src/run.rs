@@ -263,6 +263,7 @@ impl Prepared {
             memory_mode: Some(spec.memory_mode),
             touched_fraction: self.touched.clone(),
             calibration: self.scenario.cost.calibration().map_err(RunError)?,
+            numa_aware_guests: self.scenario.cost.numa_aware_guests,
             seed,
         };
         let mut sim = Simulation::new(self.hosts.clone(), self.catalog.clone(), config);

@@ -213,6 +213,11 @@ pub struct CostSpec {
     /// SLIT value (as a string key) -> measured latency ratio.
     #[serde(default)]
     pub calibration: BTreeMap<String, f64>,
+    /// Guests with a virtual NUMA topology keep accesses inside each guest
+    /// cell (a NUMA-aware guest kernel). Default: accesses are uniform over
+    /// all of the guest's memory.
+    #[serde(default)]
+    pub numa_aware_guests: bool,
 }
 
 impl CostSpec {

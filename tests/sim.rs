@@ -55,6 +55,7 @@ fn simulate(mode: MemoryMode, ram_ratio: f64, trace: &str) -> (Record, Simulatio
         memory_mode: Some(mode),
         touched_fraction: vec![1.0; 3],
         calibration: Default::default(),
+        numa_aware_guests: false,
         seed: 1,
     };
     let mut sim = Simulation::new(fleet_from_json(HOST).unwrap(), catalog.clone(), config);
@@ -166,6 +167,7 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
             memory_mode: Some(MemoryMode::Preferred),
             touched_fraction: prepared.touched.clone(),
             calibration: Default::default(),
+            numa_aware_guests: false,
             seed: 2,
         },
     );

@@ -70,6 +70,10 @@ pub struct SimConfig {
     /// Fraction of its memory each guest touches, per catalog flavor.
     pub touched_fraction: Vec<f64>,
     pub calibration: super::cost::Calibration,
+    /// Guests with a virtual NUMA topology keep each vCPU's accesses in its
+    /// own guest cell; otherwise (the default) every vCPU touches all of
+    /// the guest's memory uniformly.
+    pub numa_aware_guests: bool,
     pub seed: u64,
 }
 
@@ -595,6 +599,11 @@ impl Simulation {
                 }]
             }
         };
+        let cells = if self.config.numa_aware_guests || cells.len() < 2 {
+            cells
+        } else {
+            merge_accesses(&cells, &self.last_demands)
+        };
         let (remote, latency) = guest_cost(&cells, &model.distances, &self.config.calibration);
         let touched_cells: BTreeSet<usize> = self
             .last_demands
@@ -647,6 +656,30 @@ impl Simulation {
     pub fn running(&self) -> usize {
         self.placed.len()
     }
+}
+
+/// One access pattern for a whole guest: vCPU shares weighted by each
+/// cell's vCPUs, memory shares over all of its pages (`placed`: MB per host
+/// cell for each guest cell).
+fn merge_accesses(cells: &[CellAccess], placed: &[Vec<f64>]) -> Vec<CellAccess> {
+    let total: f64 = cells.iter().map(|c| c.vcpus).sum::<f64>().max(1e-12);
+    let n = cells[0].cpu_share.len();
+    let mut cpu = vec![0.0; n];
+    for c in cells {
+        for (acc, share) in cpu.iter_mut().zip(&c.cpu_share) {
+            *acc += c.vcpus / total * share;
+        }
+    }
+    let mut mem: Vec<f64> = (0..n).map(|i| placed.iter().map(|p| p[i]).sum()).collect();
+    let sum: f64 = mem.iter().sum();
+    if sum > 0.0 {
+        mem.iter_mut().for_each(|m| *m /= sum);
+    }
+    vec![CellAccess {
+        vcpus: total,
+        cpu_share: cpu,
+        mem_share: mem,
+    }]
 }
 
 /// The page demands of a placed guest under a memory mode.
