@@ -29,6 +29,11 @@ enum Command {
     /// Schedule a trace exactly as Nova's replayer does (REPLAY.md), writing
     /// one JSON line per arrival.
     Replay(ReplayArgs),
+    /// Convert public traces into numasim's trace and flavor CSVs.
+    Trace {
+        #[command(subcommand)]
+        command: TraceCmd,
+    },
     /// Answer fit cases (JSON Lines, FORMAT.md) with the fit engine.
     Fit {
         /// Cases file; standard input when absent.
@@ -59,6 +64,27 @@ enum TopologyCmd {
     },
     /// List the built-in host presets.
     Presets,
+}
+
+#[derive(Subcommand)]
+enum TraceCmd {
+    /// Convert a public trace into the native trace CSV (and its flavors).
+    Convert {
+        #[arg(long, value_enum)]
+        from: TraceFormat,
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        flavors_out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TraceFormat {
+    /// Alibaba GPU cluster trace 2023 pod list (openb_pod_list_*.csv).
+    #[value(name = "alibaba-gpu-2023")]
+    AlibabaGpu2023,
 }
 
 #[derive(clap::Args)]
@@ -150,6 +176,33 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Fit { file, mode } => fit(file, mode),
         Command::Replay(args) => replay(args),
         Command::Run(args) => run_scenario(args),
+        Command::Trace {
+            command:
+                TraceCmd::Convert {
+                    from,
+                    input,
+                    output,
+                    flavors_out,
+                },
+        } => {
+            let converted = match from {
+                TraceFormat::AlibabaGpu2023 => numasim::convert::alibaba_gpu_2023(open(&input)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?,
+            };
+            write_atomically(&output, converted.trace_csv.as_bytes())?;
+            write_atomically(&flavors_out, converted.flavors_csv.as_bytes())?;
+            eprintln!(
+                "{} guests written, {} rows dropped{}",
+                converted.rows,
+                converted.dropped,
+                if converted.dropped_examples.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (e.g. {})", converted.dropped_examples.join(", "))
+                }
+            );
+            Ok(0)
+        }
     }
 }
 

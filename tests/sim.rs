@@ -321,3 +321,51 @@ fn the_replay_fleet_format_is_a_scenario_fleet_too() {
     assert_eq!(hosts.len(), 20);
     assert_eq!(hosts[3].name, "h3");
 }
+
+#[test]
+fn the_alibaba_trace_runs_through_its_scenario() {
+    let Some(pods) =
+        crate::common::shared("data/traces/alibaba-gpu-v2023/openb_pod_list_default.csv")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let traces = tmp.path().join("traces");
+    let scenarios = tmp.path().join("scenarios");
+    std::fs::create_dir_all(&traces).unwrap();
+    std::fs::create_dir_all(&scenarios).unwrap();
+    std::fs::copy("scenarios/alibaba-gpu-2023.toml", scenarios.join("a.toml")).unwrap();
+    let c = numasim(&[
+        "trace",
+        "convert",
+        "--from",
+        "alibaba-gpu-2023",
+        pods.to_str().unwrap(),
+        "-o",
+        traces.join("alibaba-gpu-2023.csv").to_str().unwrap(),
+        "--flavors-out",
+        traces
+            .join("alibaba-gpu-2023-flavors.csv")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(stderr(&c).contains("8150 guests"));
+    let out = tmp.path().join("out");
+    let r = numasim(&[
+        "run",
+        scenarios.join("a.toml").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 4);
+    assert!(
+        summary
+            .lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(3) == Some("8150")),
+        "{summary}"
+    );
+}
