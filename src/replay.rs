@@ -3,7 +3,6 @@
 //! scheduler and fit engine in `nova` mode. This module formats its output
 //! the way Python's `json.dumps` does, so files compare byte for byte.
 
-use crate::fit::case::fitted_cells_out;
 use crate::request::GuestTopology;
 use crate::sim::{Decision, Observer, Simulation};
 use crate::trace::TraceRow;
@@ -121,52 +120,39 @@ pub fn py_json(v: &Value) -> String {
     }
 }
 
-const CELL_KEYS: [&str; 6] = [
-    "guest_cell",
-    "host_cell",
-    "pcpus",
-    "cpu_pinning",
-    "pagesize_kb",
-    "memory_mb",
-];
-
+/// The `cells` list of a placement line, keys in Nova's replayer order:
+/// guest_cell, host_cell, pcpus, cpu_pinning, pagesize_kb, memory_mb.
 fn cells_line(fitted: &GuestTopology) -> String {
-    let cells = fitted_cells_out(fitted);
-    let parts: Vec<String> = cells
-        .as_array()
-        .expect("cells are a list")
-        .iter()
-        .map(|c| {
-            let fields: Vec<String> = CELL_KEYS
-                .iter()
-                .map(|&k| {
-                    let value = if k == "cpu_pinning" {
-                        // Nova's replayer writes vCPU keys in numeric order.
-                        match &c[k] {
-                            Value::Object(m) => {
-                                let mut keys: Vec<(u64, &Value)> =
-                                    m.iter().map(|(k, v)| (k.parse().unwrap_or(0), v)).collect();
-                                keys.sort_by_key(|(k, _)| *k);
-                                format!(
-                                    "{{{}}}",
-                                    keys.iter()
-                                        .map(|(k, v)| format!("\"{k}\": {}", py_json(v)))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                )
-                            }
-                            other => py_json(other),
-                        }
-                    } else {
-                        py_json(&c[k])
-                    };
-                    format!("\"{k}\": {value}")
-                })
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        })
-        .collect();
-    format!("[{}]", parts.join(", "))
+    let mut out = String::from("[");
+    for (i, c) in fitted.cells.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let pcpus: Vec<String> = c.pcpuset.iter().map(u32::to_string).collect();
+        let _ = write!(
+            out,
+            "{{\"guest_cell\": {i}, \"host_cell\": {}, \"pcpus\": [{}], \"cpu_pinning\": ",
+            c.id,
+            pcpus.join(", ")
+        );
+        match &c.cpu_pinning {
+            // Nova's replayer writes vCPU keys in numeric order.
+            Some(m) if !m.is_empty() => {
+                let pairs: Vec<String> = m.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+                let _ = write!(out, "{{{}}}", pairs.join(", "));
+            }
+            _ => out.push_str("null"),
+        }
+        match c.pagesize {
+            Some(p) => {
+                let _ = write!(out, ", \"pagesize_kb\": {p}");
+            }
+            None => out.push_str(", \"pagesize_kb\": null"),
+        }
+        let _ = write!(out, ", \"memory_mb\": {}}}", c.memory_mb);
+    }
+    out.push(']');
+    out
 }
 
 /// Counts of REPLAY.md's summary.

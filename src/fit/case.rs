@@ -435,8 +435,7 @@ pub fn usage_out(h: &HostTopology) -> Value {
         h.cells
             .iter()
             .map(|c| {
-                let mut pinned = c.pinned_cpus.to_vec();
-                pinned.sort_unstable();
+                let pinned: Vec<u32> = c.pinned_cpus.iter().collect();
                 obj(vec![
                     ("id", json!(c.id)),
                     ("cpu_usage", json!(c.cpu_usage)),

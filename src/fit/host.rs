@@ -1,5 +1,6 @@
 //! The fit engine's view of a host: Nova's `NUMACell`s with their usage.
 
+use super::cpubits::CpuBits;
 use super::pyset::PySet;
 
 /// One pool of pages of one size on a host cell (`NUMAPagesTopology`).
@@ -36,7 +37,8 @@ pub struct HostCell {
     pub memory_mb: i64,
     pub cpu_usage: i64,
     pub memory_usage_mb: i64,
-    pub pinned_cpus: PySet,
+    /// Pinned CPUs; Nova's order for this set never shows in its answers.
+    pub pinned_cpus: CpuBits,
     pub siblings: Vec<PySet>,
     pub mempages: Vec<MemPages>,
     pub socket: Option<i64>,
@@ -66,10 +68,27 @@ impl HostCell {
             memory_mb,
             cpu_usage,
             memory_usage_mb,
-            pinned_cpus: set(pinned),
+            pinned_cpus: CpuBits::from_slice(pinned),
             siblings: siblings.iter().map(|s| set(s)).collect(),
             mempages,
             socket: None,
+            network_metadata: None,
+        }
+    }
+
+    /// The cell without its CPU sets (cheap to copy), for scratch work.
+    pub fn clone_header(&self) -> HostCell {
+        HostCell {
+            id: self.id,
+            cpuset: PySet::default(),
+            pcpuset: PySet::default(),
+            memory_mb: self.memory_mb,
+            cpu_usage: self.cpu_usage,
+            memory_usage_mb: self.memory_usage_mb,
+            pinned_cpus: CpuBits::default(),
+            siblings: Vec::new(),
+            mempages: Vec::new(),
+            socket: self.socket,
             network_metadata: None,
         }
     }
@@ -80,12 +99,19 @@ impl HostCell {
 
     /// `pcpuset - pinned_cpus`, in CPython's order.
     pub fn free_pcpus(&self) -> PySet {
-        let s = self.pcpuset.difference(&self.pinned_cpus);
+        let pinned = &self.pinned_cpus;
+        let s = self
+            .pcpuset
+            .difference_with(pinned.len(), |c| pinned.contains(c), pinned.iter());
         if s.is_empty() { PySet::new() } else { s }
     }
 
+    /// `len(free_pcpus)`, without building the set.
     pub fn avail_pcpus(&self) -> usize {
-        self.free_pcpus().len()
+        self.pcpuset
+            .iter()
+            .filter(|c| !self.pinned_cpus.contains(*c))
+            .count()
     }
 
     /// `NUMACell.can_fit_pagesize`: `None` when the cell has no pool of that size.

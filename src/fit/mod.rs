@@ -8,6 +8,7 @@
 
 pub mod case;
 pub mod cell;
+pub mod cpubits;
 pub mod host;
 pub mod pci;
 pub mod pyset;

@@ -30,6 +30,9 @@ pub struct PySet {
     /// Known to be a fixed point of `coerced()`: coercing it again changes
     /// nothing, so it can be cloned instead (a cache, not part of equality).
     coerce_stable: bool,
+    /// Some sets alternate between two layouts on each coercion (`{3, 35}`
+    /// iterates as 35, 3, then 3, 35, ...): the pair, and which one this is.
+    coerce_cycle: Option<(std::sync::Arc<[PySet; 2]>, usize)>,
 }
 
 impl PartialEq for PySet {
@@ -53,6 +56,7 @@ impl Default for PySet {
             fill: 0,
             used: 0,
             coerce_stable: false,
+            coerce_cycle: None,
         }
     }
 }
@@ -78,13 +82,32 @@ impl PySet {
         if self.coerce_stable {
             return self.clone();
         }
+        if let Some((pair, phase)) = &self.coerce_cycle {
+            let mut out = pair[1 - phase].clone();
+            out.coerce_cycle = Some((pair.clone(), 1 - phase));
+            return out;
+        }
+        // Nova re-coerces its sets on every usage update; remember fixed
+        // points and two-layout cycles so the next coercions cost a clone.
         let mut out = self.coerce_once();
-        // Nova re-coerces its sets on every usage update; remember when that
-        // is a no-op so the next ones cost a clone.
-        out.coerce_stable = out.coerce_once() == out;
+        let again = out.coerce_once();
+        if again == out {
+            out.coerce_stable = true;
+        } else if again == *self {
+            let plain = |s: &PySet| PySet {
+                table: s.table.clone(),
+                fill: s.fill,
+                used: s.used,
+                coerce_stable: false,
+                coerce_cycle: None,
+            };
+            let pair = std::sync::Arc::new([plain(self), plain(&out)]);
+            out.coerce_cycle = Some((pair, 1));
+        }
         out
     }
 
+    /// Whether coercing is known to give this very layout back.
     pub fn is_coerce_stable(&self) -> bool {
         self.coerce_stable
     }
@@ -149,6 +172,7 @@ impl PySet {
 
     pub fn add(&mut self, key: u32) {
         self.coerce_stable = false;
+        self.coerce_cycle = None;
         let mask = self.mask();
         let mut i = key as usize & mask;
         let mut perturb = key as usize;
@@ -231,6 +255,7 @@ impl PySet {
     /// `so |= other` / `so.update(other)` with a set argument.
     pub fn merge(&mut self, other: &PySet) {
         self.coerce_stable = false;
+        self.coerce_cycle = None;
         if other.used == 0 {
             return;
         }
@@ -265,6 +290,7 @@ impl PySet {
 
     pub fn discard(&mut self, key: u32) -> bool {
         self.coerce_stable = false;
+        self.coerce_cycle = None;
         match self.find(key) {
             Some(j) => {
                 self.table[j] = Slot::Dummy;
@@ -308,9 +334,20 @@ impl PySet {
 
     /// `self - other`.
     pub fn difference(&self, other: &PySet) -> PySet {
-        if (self.len() >> 2) > other.len() {
+        self.difference_with(other.len(), |k| other.contains(k), other.iter())
+    }
+
+    /// `self - other` for any set `other` given by its size, membership
+    /// and elements (in any order: the result does not depend on it).
+    pub fn difference_with(
+        &self,
+        other_len: usize,
+        other_contains: impl Fn(u32) -> bool,
+        other_iter: impl Iterator<Item = u32>,
+    ) -> PySet {
+        if (self.len() >> 2) > other_len {
             let mut out = self.copy();
-            for k in other.iter() {
+            for k in other_iter {
                 out.discard(k);
             }
             if out.fill - out.used > out.mask() / 4 {
@@ -325,7 +362,7 @@ impl PySet {
         }
         let mut out = PySet::new();
         for k in self.iter() {
-            if !other.contains(k) {
+            if !other_contains(k) {
                 out.add(k);
             }
         }

@@ -69,9 +69,13 @@ fn ordered_cells(
     let cells = &host.cells;
     // Python's sorted(reverse=True) is stable: equal keys keep their order.
     let sort = |order: &mut Vec<usize>, key: &dyn Fn(&HostCell) -> i64, descending: bool| {
+        let keys: Vec<i64> = cells.iter().map(key).collect();
         order.sort_by(|&a, &b| {
-            let (ka, kb) = (key(&cells[a]), key(&cells[b]));
-            if descending { kb.cmp(&ka) } else { ka.cmp(&kb) }
+            if descending {
+                keys[b].cmp(&keys[a])
+            } else {
+                keys[a].cmp(&keys[b])
+            }
         });
     };
     sort(&mut order, &|c| c.avail_memory(), !pack);

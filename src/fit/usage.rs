@@ -25,17 +25,18 @@ pub fn apply_usage(
     fitted: &GuestTopology,
     free: bool,
 ) -> Result<(), UsageError> {
-    // Check on copies of the touched cells first, so an error changes nothing.
+    // Work on copies of the usage fields of the touched cells, so an error
+    // changes nothing; the CPU sets are only read.
     let mut updates = Vec::new();
     for (i, hc) in host.cells.iter().enumerate() {
         if fitted.cells.iter().any(|g| g.id == hc.id) {
-            let mut cell = hc.clone();
-            update_cell(&mut cell, fitted, free)?;
-            updates.push((i, cell));
+            let mut usage = Usage::of(hc);
+            usage.update(hc, fitted, free)?;
+            updates.push((i, usage));
         }
     }
-    for (i, cell) in updates {
-        host.cells[i] = cell;
+    for (i, usage) in updates {
+        usage.store(&mut host.cells[i]);
     }
     // Nova rebuilds every cell, re-coercing its CPU sets; sets known to be
     // coercion fixed points need nothing, the others are rebuilt.
@@ -62,7 +63,7 @@ pub fn usage_from_instance(
 ) -> Result<HostTopology, UsageError> {
     let mut out = host.clone();
     for cell in &mut out.cells {
-        for set in [&mut cell.cpuset, &mut cell.pcpuset, &mut cell.pinned_cpus]
+        for set in [&mut cell.cpuset, &mut cell.pcpuset]
             .into_iter()
             .chain(cell.siblings.iter_mut())
         {
@@ -73,8 +74,71 @@ pub fn usage_from_instance(
     Ok(out)
 }
 
+/// The fields of a host cell that claims and frees change.
+struct Usage {
+    memory_usage_mb: i64,
+    cpu_usage: i64,
+    mempages: Vec<super::host::MemPages>,
+    pinned: super::cpubits::CpuBits,
+}
+
+impl Usage {
+    fn of(cell: &HostCell) -> Usage {
+        Usage {
+            memory_usage_mb: cell.memory_usage_mb,
+            cpu_usage: cell.cpu_usage,
+            mempages: cell.mempages.clone(),
+            pinned: cell.pinned_cpus.clone(),
+        }
+    }
+
+    fn store(self, cell: &mut HostCell) {
+        cell.memory_usage_mb = self.memory_usage_mb;
+        cell.cpu_usage = self.cpu_usage;
+        cell.mempages = self.mempages;
+        cell.pinned_cpus = self.pinned;
+    }
+
+    fn update(
+        &mut self,
+        cell: &HostCell,
+        fitted: &GuestTopology,
+        free: bool,
+    ) -> Result<(), UsageError> {
+        let mut scratch = HostCell {
+            mempages: std::mem::take(&mut self.mempages),
+            pinned_cpus: std::mem::take(&mut self.pinned),
+            memory_usage_mb: self.memory_usage_mb,
+            cpu_usage: self.cpu_usage,
+            cpuset: Default::default(),
+            pcpuset: Default::default(),
+            siblings: Vec::new(),
+            ..cell.clone_header()
+        };
+        let result = update_cell_with(&mut scratch, &cell.pcpuset, &cell.siblings, fitted, free);
+        self.mempages = scratch.mempages;
+        self.pinned = scratch.pinned_cpus;
+        self.memory_usage_mb = scratch.memory_usage_mb;
+        self.cpu_usage = scratch.cpu_usage;
+        result
+    }
+}
+
 /// The usage changes of one host cell from the guest cells placed on it.
 fn update_cell(cell: &mut HostCell, fitted: &GuestTopology, free: bool) -> Result<(), UsageError> {
+    let pcpuset = cell.pcpuset.clone();
+    let siblings = cell.siblings.clone();
+    update_cell_with(cell, &pcpuset, &siblings, fitted, free)
+}
+
+/// `update_cell`, with the CPU sets passed apart from the usage fields.
+fn update_cell_with(
+    cell: &mut HostCell,
+    pcpuset: &super::pyset::PySet,
+    siblings: &[super::pyset::PySet],
+    fitted: &GuestTopology,
+    free: bool,
+) -> Result<(), UsageError> {
     let sign: i64 = if free { -1 } else { 1 };
     let mut memory_usage = cell.memory_usage_mb;
     let mut cpu_usage = cell.cpu_usage;
@@ -108,7 +172,7 @@ fn update_cell(cell: &mut HostCell, fitted: &GuestTopology, free: bool) -> Resul
         }
         if gc.cpu_thread_policy == Some(ThreadPolicy::Isolate) {
             let mut with_siblings = BTreeSet::new();
-            for sib in &cell.siblings {
+            for sib in siblings {
                 if sib.iter().any(|c| cpus.contains(&c)) {
                     with_siblings.extend(sib.iter());
                 }
@@ -116,9 +180,9 @@ fn update_cell(cell: &mut HostCell, fitted: &GuestTopology, free: bool) -> Resul
             cpus = with_siblings;
         }
         if free {
-            unpin(cell, &cpus)?
+            unpin(cell, pcpuset, &cpus)?
         } else {
-            pin(cell, &cpus)?
+            pin(cell, pcpuset, &cpus)?
         }
     }
     cell.memory_usage_mb = memory_usage.max(0);
@@ -126,8 +190,12 @@ fn update_cell(cell: &mut HostCell, fitted: &GuestTopology, free: bool) -> Resul
     Ok(())
 }
 
-fn pin(cell: &mut HostCell, cpus: &BTreeSet<u32>) -> Result<(), UsageError> {
-    if cpus.iter().any(|c| !cell.pcpuset.contains(*c)) {
+fn pin(
+    cell: &mut HostCell,
+    pcpuset: &super::pyset::PySet,
+    cpus: &BTreeSet<u32>,
+) -> Result<(), UsageError> {
+    if cpus.iter().any(|c| !pcpuset.contains(*c)) {
         return err(
             "CPUPinningUnknown",
             format!("CPU set to pin {cpus:?} must be a subset of the known CPU set"),
@@ -140,13 +208,17 @@ fn pin(cell: &mut HostCell, cpus: &BTreeSet<u32>) -> Result<(), UsageError> {
         );
     }
     for &c in cpus {
-        cell.pinned_cpus.add(c);
+        cell.pinned_cpus.insert(c);
     }
     Ok(())
 }
 
-fn unpin(cell: &mut HostCell, cpus: &BTreeSet<u32>) -> Result<(), UsageError> {
-    if cpus.iter().any(|c| !cell.pcpuset.contains(*c)) {
+fn unpin(
+    cell: &mut HostCell,
+    pcpuset: &super::pyset::PySet,
+    cpus: &BTreeSet<u32>,
+) -> Result<(), UsageError> {
+    if cpus.iter().any(|c| !pcpuset.contains(*c)) {
         return err(
             "CPUUnpinningUnknown",
             format!("CPU set to unpin {cpus:?} must be a subset of the known CPU set"),
@@ -159,7 +231,7 @@ fn unpin(cell: &mut HostCell, cpus: &BTreeSet<u32>) -> Result<(), UsageError> {
         );
     }
     for &c in cpus {
-        cell.pinned_cpus.discard(c);
+        cell.pinned_cpus.remove(c);
     }
     Ok(())
 }
