@@ -253,6 +253,25 @@ fn hwloc_special_nodes_give_way_to_dram_nodes() {
 }
 
 #[test]
+fn hwloc_pci_devices_carry_their_numa_node() {
+    let p = data("topologies/hwloc/hwloc-tests-xml/24em64t-2n6c2t-pci.xml");
+    let h = load_host(p.to_str().unwrap(), None).unwrap();
+    assert_eq!(h.pci_devices.len(), 9);
+    let nic = h
+        .pci_devices
+        .iter()
+        .find(|d| d.address.as_deref() == Some("0000:04:00.0"))
+        .unwrap();
+    assert_eq!(
+        (nic.vendor_id.as_str(), nic.product_id.as_str()),
+        ("8086", "10c9")
+    );
+    assert!(nic.numa_node.is_some());
+    let out = numasim(&["topology", "show", p.to_str().unwrap()]);
+    assert!(stdout(&out).contains("pci 8086:10c9"));
+}
+
+#[test]
 fn numactl_text_with_cpuless_and_memoryless_nodes() {
     let h = load_host(
         data("numactl/synthetic-4node.numactl.txt")

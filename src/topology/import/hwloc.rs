@@ -186,11 +186,52 @@ pub fn parse(name: &str, text: &str) -> Result<Host, ImportError> {
     });
     let mut host =
         Host::new(name, cells, distances).map_err(|e| ImportError::new(F, None, e.to_string()))?;
+    host.pci_devices = pci_devices(&doc, &host)?;
     host.unassigned_cpus = unassigned;
     host.warnings.extend(warnings);
     host.validate()
         .map_err(|e| ImportError::new(F, None, e.to_string()))?;
     Ok(host)
+}
+
+/// PCI devices (`PCIDev` objects): vendor and product from `pci_type`
+/// (`"0200 [8086:10c9] ..."`), the NUMA node from the nearest ancestor's
+/// nodeset when it names exactly one node of the host (else unknown).
+fn pci_devices(
+    doc: &Document,
+    host: &Host,
+) -> Result<Vec<crate::topology::PciDevice>, ImportError> {
+    let mut out = Vec::new();
+    for dev in doc
+        .root_element()
+        .descendants()
+        .filter(|n| n.attribute("type") == Some("PCIDev"))
+    {
+        let Some(ids) = dev.attribute("pci_type").and_then(|t| {
+            let inner = t.split('[').nth(1)?.split(']').next()?;
+            let (v, p) = inner.split_once(':')?;
+            Some((v.to_string(), p.to_string()))
+        }) else {
+            continue;
+        };
+        let nodeset = dev.ancestors().skip(1).find_map(|a| a.attribute("nodeset"));
+        let numa_node = match nodeset.map(parse_hex_mask) {
+            Some(Ok(nodes)) if nodes.len() == 1 && host.cell_index(nodes[0]).is_some() => {
+                Some(nodes[0])
+            }
+            Some(Err(m)) => return Err(ImportError::new(F, Some(xml_line(doc, dev)), m)),
+            _ => None,
+        };
+        out.push(crate::topology::PciDevice {
+            address: dev.attribute("pci_busid").map(str::to_string),
+            vendor_id: ids.0,
+            product_id: ids.1,
+            dev_type: "type-PCI".into(),
+            numa_node,
+            count: 1,
+        });
+    }
+    Ok(out)
 }
 
 fn ancestor_index(node: Node, kind: &str) -> Option<u32> {
