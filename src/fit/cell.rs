@@ -147,6 +147,56 @@ pub fn fit_cell(
     Ok(CellFit::Fits)
 }
 
+/// Necessary conditions of `fit_cell` that read nothing the fit mutates
+/// (CPU counts, free pCPUs, overcommit limits, small-page memory): if they
+/// fail, `fit_cell` refuses the pair whatever state the request is in.
+/// Cheap, allocation-free, and never refuses a pair `fit_cell` accepts.
+pub fn may_fit(
+    host: &HostCell,
+    cell: &GuestCell,
+    limits: Option<&Limits>,
+    reserved: usize,
+    rules: Rules,
+) -> bool {
+    let pins = CpuPolicy::pins(cell.cpu_policy);
+    let floats = CpuPolicy::floats(cell.cpu_policy);
+    if rules.cell_memory && matches!(cell.pagesize, None | Some(0)) {
+        let memory_ok = match host.smallest_pagesize() {
+            Some(smallest) => {
+                host.can_fit_pagesize(smallest, cell.memory_mb * 1024, pins) == Some(true)
+            }
+            None if pins => host.avail_memory() >= cell.memory_mb,
+            None => host.memory_mb >= cell.memory_mb,
+        };
+        if !memory_ok {
+            return false;
+        }
+    }
+    if pins
+        && (cell.pcpuset.len() + reserved > host.pcpuset.len()
+            || cell.pcpuset.len() + reserved > host.avail_pcpus())
+    {
+        return false;
+    }
+    if floats && cell.cpuset.len() > host.cpuset.len() {
+        return false;
+    }
+    if floats && let Some(l) = limits {
+        if (host.cpu_usage + cell.cpuset.len() as i64) as f64
+            > host.cpuset.len() as f64 * l.cpu_allocation_ratio
+        {
+            return false;
+        }
+        if rules.cell_memory
+            && (host.memory_usage_mb + cell.memory_mb) as f64
+                > host.memory_mb as f64 * l.ram_allocation_ratio
+        {
+            return false;
+        }
+    }
+    true
+}
+
 type Pinning = Vec<(u32, u32)>;
 
 /// `_get_pinning`: the first `threads_no` threads of each set, zipped with

@@ -12,7 +12,7 @@
 //!   (same prefix up to the failing position, same state), and stops as soon
 //!   as no future walk can succeed (`provably_hopeless`).
 
-use super::cell::{CellFit, Rules, fit_cell};
+use super::cell::{CellFit, Rules, fit_cell, may_fit};
 use super::host::{HostCell, HostTopology, Limits, NetworkMetadata, PciPool, PciRequest};
 use super::pci;
 use super::{FitError, Mode};
@@ -167,6 +167,18 @@ pub fn fit_instance_to_host(
 ) -> Result<Option<GuestTopology>, FitError> {
     if host.cells.is_empty() || guest.cells.is_empty() || host.cells.len() < guest.cells.len() {
         return Ok(None);
+    }
+    // A one-cell guest is checked against each host cell afresh (no cache can
+    // hit), so if no cell passes the mutation-free checks, nothing fits.
+    if guest.cells.len() == 1 {
+        let reserved = usize::from(guest.emulator_threads_isolated());
+        if !host
+            .cells
+            .iter()
+            .any(|h| may_fit(h, &guest.cells[0], limits, reserved, opts.rules()))
+        {
+            return Ok(None);
+        }
     }
     let order = ordered_cells(host, guest, pci, opts.pack);
     let checks = Checks {
