@@ -146,7 +146,14 @@ pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
         let host = host_for(entry, &base, i)?;
         let model = Arc::new(host_model(&host));
         // Hosts of one model share the model and start from one topology.
-        let template = sim_host_from_model(String::new(), &host, model);
+        let mut template = sim_host_from_model(String::new(), &host, model);
+        // Nova keeps reserved_host_memory_mb out of placement's inventory.
+        template.total_mem -= entry.config.reserved_host_memory_mb as i64;
+        template.limits = Some(crate::fit::Limits {
+            cpu_allocation_ratio: entry.config.cpu_allocation_ratio,
+            ram_allocation_ratio: entry.config.ram_allocation_ratio,
+            network_metadata: None,
+        });
         for _ in 0..count {
             let mut h = template.clone();
             h.name = format!("{}-{}", host.name, hosts.len());

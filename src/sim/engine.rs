@@ -267,8 +267,12 @@ impl Simulation {
         r
     }
 
+    fn limits_of<'a>(&'a self, h: &'a SimHost) -> Option<&'a Limits> {
+        h.limits.as_ref().or(self.config.limits.as_ref())
+    }
+
     fn host_level_ok(&self, h: &SimHost, vcpus: i64, mem: i64) -> bool {
-        match &self.config.limits {
+        match self.limits_of(h) {
             None => true,
             Some(l) => {
                 (h.vcpu_used + vcpus) as f64 <= h.total_cpus as f64 * l.cpu_allocation_ratio
@@ -328,7 +332,7 @@ impl Simulation {
                     match fit_instance_to_host(
                         &h.topo,
                         t,
-                        self.config.limits.as_ref(),
+                        self.limits_of(h),
                         &PciContext::default(),
                         &opts,
                     )? {

@@ -52,6 +52,8 @@ pub struct SimHost {
     pub mem_used: i64,
     /// Cell memory usage when the run started (for the accounting invariant).
     pub initial_cell_mem: i64,
+    /// This host's overcommit limits; `None`: the simulation's.
+    pub limits: Option<crate::fit::Limits>,
 }
 
 impl SimHost {
@@ -69,6 +71,7 @@ impl SimHost {
             vcpu_used,
             mem_used,
             initial_cell_mem: mem_used,
+            limits: None,
         }
     }
 
