@@ -13,6 +13,11 @@ const MIN_SIZE: usize = 8;
 const LINEAR_PROBES: usize = 9;
 const PERTURB_SHIFT: u32 = 5;
 
+/// The size CPython grows (or rebuilds) a table for, given its used slots.
+fn growth_target(used: usize) -> usize {
+    if used > 50000 { used * 2 } else { used * 4 }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Empty,
@@ -207,12 +212,7 @@ impl PySet {
         if self.fill * 5 < mask * 3 {
             return;
         }
-        let minused = if self.used > 50000 {
-            self.used * 2
-        } else {
-            self.used * 4
-        };
-        self.resize(minused);
+        self.resize(growth_target(self.used));
     }
 
     /// Insertion into a table known to hold no dummies and not `key`.
@@ -303,16 +303,16 @@ impl PySet {
 
     /// `self -= other` (`difference_update` with a set argument).
     pub fn difference_update(&mut self, other: &PySet) {
-        for k in other.iter() {
+        self.discard_each(other.iter());
+    }
+
+    /// Discards keys, then rebuilds the table if over a quarter of it is dummies.
+    fn discard_each(&mut self, keys: impl Iterator<Item = u32>) {
+        for k in keys {
             self.discard(k);
         }
         if self.fill - self.used > self.mask() / 4 {
-            let minused = if self.used > 50000 {
-                self.used * 2
-            } else {
-                self.used * 4
-            };
-            self.resize(minused);
+            self.resize(growth_target(self.used));
         }
     }
 
@@ -347,17 +347,7 @@ impl PySet {
     ) -> PySet {
         if (self.len() >> 2) > other_len {
             let mut out = self.copy();
-            for k in other_iter {
-                out.discard(k);
-            }
-            if out.fill - out.used > out.mask() / 4 {
-                let minused = if out.used > 50000 {
-                    out.used * 2
-                } else {
-                    out.used * 4
-                };
-                out.resize(minused);
-            }
+            out.discard_each(other_iter);
             return out;
         }
         let mut out = PySet::new();
