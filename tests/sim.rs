@@ -369,3 +369,15 @@ fn the_alibaba_trace_runs_through_its_scenario() {
         "{summary}"
     );
 }
+
+#[test]
+fn hosts_and_seed_overrides_scale_the_fleet_and_pick_one_replication() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    let r = numasim(&["run", "scenarios/quickstart.toml", "--hosts", "8", "--seed", "5", "--out", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stdout(&r).contains("8 hosts, 3 policies x 1 seeds"), "{}", stdout(&r));
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(summary.lines().skip(1).all(|l| l.split(',').nth(2) == Some("5")));
+    assert_eq!(summary.lines().count(), 4);
+}
