@@ -29,6 +29,20 @@ enum Command {
     /// Schedule a trace exactly as Nova's replayer does (REPLAY.md), writing
     /// one JSON line per arrival.
     Replay(ReplayArgs),
+    /// Compare a run's summary.csv with a baseline; exit 1 if a metric regressed.
+    Check {
+        /// Directory holding the run's summary.csv.
+        results: PathBuf,
+        /// Directory holding the baseline's summary.csv.
+        #[arg(long)]
+        baseline: PathBuf,
+        /// Allowed worsening per metric: METRIC=abs:VALUE or METRIC=rel:VALUE (repeatable).
+        #[arg(long = "tolerance")]
+        tolerances: Vec<String>,
+        /// Write JUnit XML here (default: RESULTS/check.junit.xml).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// Convert public traces into numasim's trace and flavor CSVs.
     Trace {
         #[command(subcommand)]
@@ -176,6 +190,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Fit { file, mode } => fit(file, mode),
         Command::Replay(args) => replay(args),
         Command::Run(args) => run_scenario(args),
+        Command::Check {
+            results,
+            baseline,
+            tolerances,
+            junit,
+        } => check(results, baseline, tolerances, junit),
         Command::Trace {
             command:
                 TraceCmd::Convert {
@@ -446,5 +466,51 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
     if skipped > 0 {
         eprintln!("warning: {skipped} bad trace rows skipped per run");
     }
+    Ok(0)
+}
+
+fn check(
+    results: PathBuf,
+    baseline: PathBuf,
+    tolerances: Vec<String>,
+    junit: Option<PathBuf>,
+) -> Result<i32> {
+    use numasim::check;
+    let mut tol = std::collections::BTreeMap::new();
+    for t in &tolerances {
+        let (metric, spec) = t.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--tolerance `{t}`: expected METRIC=abs:VALUE or METRIC=rel:VALUE")
+        })?;
+        if !check::METRICS.iter().any(|(m, _)| *m == metric) {
+            let names: Vec<&str> = check::METRICS.iter().map(|(m, _)| *m).collect();
+            anyhow::bail!(
+                "--tolerance `{t}`: unknown metric `{metric}`; expected one of {}",
+                names.join(", ")
+            );
+        }
+        tol.insert(
+            metric.to_string(),
+            check::Tolerance::parse(spec).map_err(|m| anyhow::anyhow!("--tolerance: {m}"))?,
+        );
+    }
+    let cur = read_text(&results.join("summary.csv"))?;
+    let base = read_text(&baseline.join("summary.csv"))?;
+    let rows = check::compare(&cur, &base, &tol).map_err(anyhow::Error::msg)?;
+    print!("{}", check::markdown(&rows));
+    let junit = junit.unwrap_or_else(|| results.join("check.junit.xml"));
+    write_atomically(&junit, check::junit(&rows).as_bytes())?;
+    let regressed = rows.iter().filter(|r| r.regressed).count();
+    if regressed > 0 {
+        eprintln!(
+            "{regressed} metric(s) regressed against {}",
+            baseline.display()
+        );
+        return Ok(1);
+    }
+    println!(
+        "no regression against {} ({} checks)",
+        baseline.display(),
+        rows.len()
+    );
     Ok(0)
 }

@@ -374,10 +374,97 @@ fn the_alibaba_trace_runs_through_its_scenario() {
 fn hosts_and_seed_overrides_scale_the_fleet_and_pick_one_replication() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
-    let r = numasim(&["run", "scenarios/quickstart.toml", "--hosts", "8", "--seed", "5", "--out", out.to_str().unwrap()]);
+    let r = numasim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--hosts",
+        "8",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(r.status.success(), "{}", stderr(&r));
-    assert!(stdout(&r).contains("8 hosts, 3 policies x 1 seeds"), "{}", stdout(&r));
+    assert!(
+        stdout(&r).contains("8 hosts, 3 policies x 1 seeds"),
+        "{}",
+        stdout(&r)
+    );
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert!(summary.lines().skip(1).all(|l| l.split(',').nth(2) == Some("5")));
+    assert!(
+        summary
+            .lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(2) == Some("5"))
+    );
     assert_eq!(summary.lines().count(), 4);
+}
+
+#[test]
+fn check_gates_on_the_committed_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let r = numasim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let ok = numasim(&[
+        "check",
+        out.to_str().unwrap(),
+        "--baseline",
+        "results/quickstart-baseline",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(
+        std::fs::read_to_string(out.join("check.junit.xml"))
+            .unwrap()
+            .contains("failures=\"0\"")
+    );
+    // A worse run: spread-strict rejecting half of its guests.
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let worse: String = summary
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+            if f[1] == "spread-strict" {
+                f[6] = "0.5".into();
+            }
+            f.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(out.join("summary.csv"), worse).unwrap();
+    let bad = numasim(&[
+        "check",
+        out.to_str().unwrap(),
+        "--baseline",
+        "results/quickstart-baseline",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stdout(&bad).contains("| spread-strict | rejection_rate |")
+            && stdout(&bad).contains("**REGRESSED**")
+    );
+    let tolerated = numasim(&[
+        "check",
+        out.to_str().unwrap(),
+        "--baseline",
+        "results/quickstart-baseline",
+        "--tolerance",
+        "rejection_rate=abs:0.6",
+    ]);
+    assert_eq!(tolerated.status.code(), Some(0));
+    let wrong = numasim(&[
+        "check",
+        out.to_str().unwrap(),
+        "--baseline",
+        "results/quickstart-baseline",
+        "--tolerance",
+        "speed=abs:1",
+    ]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(stderr(&wrong).contains("unknown metric `speed`"));
 }
