@@ -313,9 +313,9 @@ impl Simulation {
             pack: false,
             cell_memory: !relaxed,
         };
-        let candidates: Vec<usize> = self.order.iter().map(|&(_, i)| i).collect();
         let mut passing: Vec<(usize, Option<GuestTopology>)> = Vec::new();
-        for i in candidates {
+        let mut fit_calls = 0;
+        for &(_, i) in &self.order {
             let h = &self.hosts[i];
             let fitted = match &request {
                 None => {
@@ -328,7 +328,7 @@ impl Simulation {
                     if check_numa && !self.host_level_ok(h, vcpus, mem) {
                         continue;
                     }
-                    self.fit_calls += 1;
+                    fit_calls += 1;
                     match fit_instance_to_host(
                         &h.topo,
                         t,
@@ -346,6 +346,7 @@ impl Simulation {
                 break;
             }
         }
+        self.fit_calls += fit_calls;
         let chosen = match self.config.strategy {
             Strategy::Random if !passing.is_empty() => {
                 let k = self.rng.random_range(0..passing.len());
