@@ -43,6 +43,11 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// libvirt: the domain XML of a placement.
+    Libvirt {
+        #[command(subcommand)]
+        command: LibvirtCmd,
+    },
     /// Convert public traces into numasim's trace and flavor CSVs.
     Trace {
         #[command(subcommand)]
@@ -91,6 +96,23 @@ enum TraceCmd {
         output: PathBuf,
         #[arg(long)]
         flavors_out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LibvirtCmd {
+    /// Fit a case (FORMAT.md JSON Lines) and print the domain XML of the placement.
+    Xml {
+        /// Cases file (the first case is used unless --case names one).
+        cases: PathBuf,
+        #[arg(long)]
+        case: Option<String>,
+        #[arg(long, value_enum, default_value = "strict")]
+        memory_mode: numasim::sim::memory::MemoryMode,
+        #[arg(long, value_enum, default_value = "nova")]
+        mode: numasim::fit::Mode,
+        #[arg(long, default_value = "guest")]
+        name: String,
     },
 }
 
@@ -190,6 +212,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Fit { file, mode } => fit(file, mode),
         Command::Replay(args) => replay(args),
         Command::Run(args) => run_scenario(args),
+        Command::Libvirt {
+            command:
+                LibvirtCmd::Xml {
+                    cases,
+                    case,
+                    memory_mode,
+                    mode,
+                    name,
+                },
+        } => libvirt_xml(cases, case, memory_mode, mode, name),
         Command::Check {
             results,
             baseline,
@@ -512,5 +544,73 @@ fn check(
         baseline.display(),
         rows.len()
     );
+    Ok(0)
+}
+
+fn libvirt_xml(
+    cases: PathBuf,
+    case: Option<String>,
+    memory_mode: numasim::sim::memory::MemoryMode,
+    mode: numasim::fit::Mode,
+    name: String,
+) -> Result<i32> {
+    let text = read_text(&cases)?;
+    let mut chosen = None;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", cases.display(), i + 1))?;
+        if case.as_deref().is_none_or(|id| v["id"] == id) {
+            chosen = Some((i + 1, v));
+            break;
+        }
+    }
+    let Some((line, v)) = chosen else {
+        anyhow::bail!(
+            "{}: no case{}",
+            cases.display(),
+            case.map(|c| format!(" with id `{c}`")).unwrap_or_default()
+        );
+    };
+    let where_ = format!("{}: line {line}", cases.display());
+    let prepared = numasim::fit::case::prepare(&v)
+        .and_then(|p| p.with_pci(&v))
+        .map_err(|e| anyhow::anyhow!("{where_}: {} {}: {}", e.phase.as_str(), e.kind, e.message))?;
+    if prepared.request.is_none() {
+        anyhow::bail!("{where_}: the request asks for no guest NUMA topology: nothing to pin");
+    }
+    let Some(fitted) = prepared
+        .fit(mode)
+        .map_err(|e| anyhow::anyhow!("{where_}: {}", e.message))?
+    else {
+        eprintln!("{where_}: the guest does not fit this host");
+        return Ok(1);
+    };
+    let distances: Option<Vec<Vec<u32>>> = v["host"]["distances"].as_array().map(|rows| {
+        rows.iter()
+            .map(|r| {
+                r.as_array()
+                    .map(|r| {
+                        r.iter()
+                            .filter_map(|x| x.as_u64().map(|d| d as u32))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    });
+    let spec = numasim::libvirt::xml::DomainSpec {
+        name: &name,
+        memory_mb: fitted.cells.iter().map(|c| c.memory_mb).sum(),
+        host: &prepared.host,
+        distances: distances
+            .as_deref()
+            .filter(|d| d.len() == prepared.host.cells.len()),
+        mode: memory_mode,
+    };
+    print!("{}", numasim::libvirt::xml::domain_xml(&spec, &fitted));
     Ok(0)
 }

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod convert;
 pub mod fit;
+pub mod libvirt;
 pub mod load;
 pub mod replay;
 pub mod request;

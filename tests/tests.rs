@@ -2,6 +2,7 @@
 
 mod common;
 mod fit;
+mod libvirt;
 mod replay;
 mod sim;
 mod topology;
