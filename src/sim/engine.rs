@@ -142,6 +142,9 @@ pub struct Simulation {
     pub claimed_mem: i64,
     /// Guests per host, for hosts in use.
     guests_on: Vec<u32>,
+    /// The largest `total_mem * (ram_allocation_ratio - 1)` of the fleet
+    /// (at least 0); `None` if some host has no limits (no RAM check).
+    max_ram_slack: Option<i64>,
     pub hosts_in_use: usize,
 }
 
@@ -185,9 +188,18 @@ impl Simulation {
             claimed_cpus: 0,
             claimed_mem: 0,
             guests_on: Vec::new(),
+            max_ram_slack: None,
             hosts_in_use: 0,
         };
         sim.guests_on = vec![0; sim.hosts.len()];
+        sim.max_ram_slack = sim
+            .hosts
+            .iter()
+            .map(|h| {
+                sim.limits_of(h)
+                    .map(|l| (h.total_mem as f64 * (l.ram_allocation_ratio - 1.0)).ceil() as i64)
+            })
+            .try_fold(0i64, |acc, s| s.map(|s| acc.max(s)));
         for i in 0..sim.hosts.len() {
             sim.order.insert(sim.order_key(i));
         }
@@ -315,7 +327,24 @@ impl Simulation {
         };
         let mut passing: Vec<(usize, Option<GuestTopology>)> = Vec::new();
         let mut fit_calls = 0;
-        for &(_, i) in &self.order {
+        // Hosts are ordered by free RAM for spread and pack. When the
+        // host-level RAM check applies, a host passes only if its free RAM is
+        // at least `mem - slack` (slack: what its RAM ratio adds above 1), so
+        // below `mem - max slack` no host can pass: spread stops there, pack
+        // starts there. Decisions are those of the full scan.
+        let ram_checked = request.is_none() || check_numa;
+        let floor = (ram_checked && self.max_ram_slack.is_some())
+            .then(|| mem - self.max_ram_slack.unwrap_or(0));
+        let start = match (self.config.strategy, floor) {
+            (Strategy::Pack, Some(f)) => (f, 0),
+            _ => (i64::MIN, 0),
+        };
+        for &(key, i) in self.order.range(start..) {
+            if let (Strategy::Spread, Some(f)) = (self.config.strategy, floor)
+                && -key < f
+            {
+                break;
+            }
             let h = &self.hosts[i];
             let fitted = match &request {
                 None => {
