@@ -127,7 +127,7 @@ pub struct Simulation {
     /// Free physical MB per host cell (pages modelling only).
     pub free_mb: Vec<Vec<f64>>,
     catalog: Catalog,
-    requests: HashMap<RequestKey, Result<Option<GuestTopology>, RequestError>>,
+    requests: HashMap<RequestKey, CachedRequest>,
     placed: HashMap<usize, Placed>,
     departures: BinaryHeap<Reverse<(OrderedTime, usize)>>,
     /// Hosts ordered for the strategy: (key, fleet index); first passing wins.
@@ -150,6 +150,7 @@ pub struct Simulation {
 
 /// A request is computed once per (flavor, image properties).
 type RequestKey = (usize, Vec<(String, String)>);
+type CachedRequest = std::sync::Arc<Result<Option<GuestTopology>, RequestError>>;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct OrderedTime(f64);
@@ -267,14 +268,17 @@ impl Simulation {
         Ok(())
     }
 
-    fn request_for(&mut self, row: &TraceRow) -> Result<Option<GuestTopology>, RequestError> {
+    /// The row's guest topology, computed once per (flavor, image properties).
+    fn request_for(&mut self, row: &TraceRow) -> CachedRequest {
         let key = (row.flavor, row.image_props.clone());
         if let Some(r) = self.requests.get(&key) {
             return r.clone();
         }
         let flavor = &self.catalog.flavors[row.flavor];
-        let r = ImageProps::from_pairs(&row.image_props)
-            .and_then(|image| numa_get_constraints(flavor, &image));
+        let r = std::sync::Arc::new(
+            ImageProps::from_pairs(&row.image_props)
+                .and_then(|image| numa_get_constraints(flavor, &image)),
+        );
         self.requests.insert(key, r.clone());
         r
     }
@@ -295,24 +299,26 @@ impl Simulation {
 
     fn arrive(&mut self, row: TraceRow, obs: &mut dyn Observer) -> Result<(), SimError> {
         self.now = row.arrival_s;
-        let flavor = self.catalog.flavors[row.flavor].clone();
-        let request = match self.request_for(&row) {
-            Ok(r) => r,
+        let (flavor_vcpus, flavor_mem) = {
+            let f = &self.catalog.flavors[row.flavor];
+            (f.vcpus, f.memory_mb)
+        };
+        let cached = self.request_for(&row);
+        let request = match cached.as_ref() {
+            Ok(r) => r.as_ref(),
             Err(e) => {
-                obs.arrival(
-                    row.arrival_s,
-                    &row,
-                    &Decision::Rejected { error: Some(e) },
-                    self,
-                );
+                let decision = Decision::Rejected {
+                    error: Some(e.clone()),
+                };
+                obs.arrival(row.arrival_s, &row, &decision, self);
                 return Ok(());
             }
         };
-        let (vcpus, mem) = match &request {
-            None => (flavor.vcpus, flavor.memory_mb),
+        let (vcpus, mem) = match request {
+            None => (flavor_vcpus, flavor_mem),
             Some(t) => (
                 t.cells.iter().map(|c| c.cpuset.len() as i64).sum(),
-                flavor.memory_mb,
+                flavor_mem,
             ),
         };
         let relaxed = matches!(
@@ -393,7 +399,7 @@ impl Simulation {
             return Ok(());
         };
         self.claim(host, &fitted, vcpus, mem)?;
-        let pages = self.place_pages(host, &fitted, &flavor, row.flavor);
+        let pages = self.place_pages(host, &fitted, flavor_mem, row.flavor);
         let Some(pages) = pages else {
             // The kernel kills the guest: release what was claimed.
             self.release(host, &fitted, vcpus, mem, None)?;
@@ -546,7 +552,7 @@ impl Simulation {
         &mut self,
         host: usize,
         fitted: &Option<GuestTopology>,
-        flavor: &crate::request::Flavor,
+        flavor_mem: i64,
         flavor_idx: usize,
     ) -> Option<Vec<f64>> {
         let Some(mode) = self.config.memory_mode else {
@@ -561,7 +567,7 @@ impl Simulation {
             .get(flavor_idx)
             .copied()
             .unwrap_or(1.0);
-        let demands = demands_for(&model, fitted, flavor.memory_mb as f64 * touched, mode);
+        let demands = demands_for(&model, fitted, flavor_mem as f64 * touched, mode);
         let placed = place(&self.free_mb[host], &model.distances, &demands)?;
         // Only general memory is tracked as free/used; reserved hugepages are the fit's.
         let total: Vec<f64> = (0..n)
@@ -666,7 +672,9 @@ impl Simulation {
     /// Whether the row's request has a guest NUMA topology (valid requests only).
     pub fn requests_numa(&self, row: &TraceRow) -> bool {
         matches!(
-            self.requests.get(&(row.flavor, row.image_props.clone())),
+            self.requests
+                .get(&(row.flavor, row.image_props.clone()))
+                .map(|r| r.as_ref()),
             Some(Ok(Some(_)))
         )
     }
