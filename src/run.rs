@@ -351,7 +351,7 @@ impl Prepared {
     }
 }
 
-pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model";
+pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model,spilled_guests,spilled_gb";
 
 pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> String {
     let mut out = String::from(SUMMARY_HEADER);
@@ -360,7 +360,7 @@ pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> S
         let m = &r.metrics;
         let _ = writeln!(
             out,
-            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model}",
+            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model},{},{:.3}",
             r.policy,
             r.seed,
             m.guests,
@@ -378,6 +378,8 @@ pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> S
             m.errors,
             r.skipped_rows,
             m.fit_calls,
+            m.spilled_guests,
+            m.spilled_mb / 1024.0,
         );
     }
     out

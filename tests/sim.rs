@@ -21,6 +21,7 @@ const FLAVORS: &str = "name,vcpus,memory_mb,extra_specs\nbig,2,6144,hw:numa_node
 struct Record {
     decisions: Vec<String>,
     costs: Vec<(f64, f64, bool)>,
+    spilled: Vec<f64>,
     invariant_broken: bool,
 }
 
@@ -33,8 +34,9 @@ impl Observer for Record {
         });
         self.invariant_broken |= !sim.accounting_ok();
     }
-    fn guest_cost(&mut self, _t: f64, _row: &TraceRow, remote: f64, latency: f64, spans: bool) {
-        self.costs.push((remote, latency, spans));
+    fn guest_cost(&mut self, _t: f64, _row: &TraceRow, cost: &numasim::sim::GuestCost) {
+        self.costs.push((cost.remote, cost.latency, cost.spans));
+        self.spilled.push(cost.spilled_mb);
     }
     fn departure(&mut self, _t: f64, _row: usize, sim: &Simulation) {
         self.invariant_broken |= !sim.accounting_ok();
@@ -88,6 +90,7 @@ fn preferred_admits_it_and_spills_a_third_remotely() {
         rec.costs
     );
     assert!(close(sim.free_mb[0][0], 0.0) && close(sim.free_mb[0][1], 2048.0));
+    assert_eq!(rec.spilled, [2048.0]);
 }
 
 #[test]

@@ -90,11 +90,24 @@ pub enum Decision {
     OomKilled { host: usize },
 }
 
+/// What a placed guest costs: from where its vCPUs run and its pages sit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuestCost {
+    /// Fraction of accesses to a remote cell.
+    pub remote: f64,
+    /// Mean access latency relative to local.
+    pub latency: f64,
+    /// vCPUs or pages on more than one host cell.
+    pub spans: bool,
+    /// MB of a NUMA guest's pages outside its own host cells (spilled).
+    pub spilled_mb: f64,
+}
+
 /// Receives the simulation's events. All methods have empty defaults.
 pub trait Observer {
     fn arrival(&mut self, _t: f64, _row: &TraceRow, _decision: &Decision, _sim: &Simulation) {}
     /// A placed guest's cost, right after placement.
-    fn guest_cost(&mut self, _t: f64, _row: &TraceRow, _remote: f64, _latency: f64, _spans: bool) {}
+    fn guest_cost(&mut self, _t: f64, _row: &TraceRow, _cost: &GuestCost) {}
     fn departure(&mut self, _t: f64, _row: usize, _sim: &Simulation) {}
 }
 
@@ -407,8 +420,8 @@ impl Simulation {
             return Ok(());
         };
         if self.config.memory_mode.is_some() {
-            let (remote, latency, spans) = self.cost_of(host, &fitted, &pages);
-            obs.guest_cost(row.arrival_s, &row, remote, latency, spans);
+            let cost = self.cost_of(host, &fitted);
+            obs.guest_cost(row.arrival_s, &row, &cost);
         }
         let vcpu_claim = match &fitted {
             Some(f) => f.cells.iter().map(|c| c.cpuset.len() as i64).sum(),
@@ -587,12 +600,7 @@ impl Simulation {
         Some(total)
     }
 
-    fn cost_of(
-        &self,
-        host: usize,
-        fitted: &Option<GuestTopology>,
-        _pages: &[f64],
-    ) -> (f64, f64, bool) {
+    fn cost_of(&self, host: usize, fitted: &Option<GuestTopology>) -> GuestCost {
         let model = &self.hosts[host].model;
         let n = model.cell_ids.len();
         let cpu_total: f64 = model.cpus_per_cell.iter().map(|&c| f64::from(c)).sum();
@@ -666,7 +674,28 @@ impl Simulation {
             })
             .collect();
         let spans = touched_cells.len() > 1 || cpu_cells.len() > 1;
-        (remote, latency, spans)
+        let spilled_mb = match fitted {
+            Some(f) => {
+                let own: BTreeSet<usize> = f
+                    .cells
+                    .iter()
+                    .filter_map(|c| model.cell_index(c.id))
+                    .collect();
+                self.last_demands
+                    .iter()
+                    .flat_map(|p| p.iter().enumerate())
+                    .filter(|(c, _)| !own.contains(c))
+                    .map(|(_, mb)| mb)
+                    .sum()
+            }
+            None => 0.0,
+        };
+        GuestCost {
+            remote,
+            latency,
+            spans,
+            spilled_mb,
+        }
     }
 
     /// Whether the row's request has a guest NUMA topology (valid requests only).
@@ -683,14 +712,26 @@ impl Simulation {
     /// the memory of the NUMA guests on it (Nova's accounting invariant).
     pub fn accounting_ok(&self) -> bool {
         let mut numa_mem = vec![0i64; self.hosts.len()];
+        let mut numa_cpu = vec![0i64; self.hosts.len()];
         for p in self.placed.values() {
             if p.fitted.is_some() {
                 numa_mem[p.host] += p.mem;
+                numa_cpu[p.host] += p.vcpu;
             }
         }
-        self.hosts.iter().zip(&numa_mem).all(|(h, m)| {
-            let cells: i64 = h.topo.cells.iter().map(|c| c.memory_usage_mb).sum();
-            cells == h.initial_cell_mem + m && h.vcpu_used >= 0 && h.mem_used >= 0
+        self.hosts.iter().enumerate().all(|(i, h)| {
+            let cells = &h.topo.cells;
+            let mem: i64 = cells.iter().map(|c| c.memory_usage_mb).sum();
+            let cpu: i64 = cells.iter().map(|c| c.cpu_usage).sum();
+            mem == h.initial_cell_mem + numa_mem[i]
+                && cpu == h.initial_cell_cpu + numa_cpu[i]
+                && h.vcpu_used >= 0
+                && h.mem_used >= 0
+                && cells.iter().all(|c| {
+                    c.cpu_usage >= 0
+                        && c.memory_usage_mb >= 0
+                        && c.mempages.iter().all(|p| p.used >= 0)
+                })
         })
     }
 

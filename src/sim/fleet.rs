@@ -50,8 +50,9 @@ pub struct SimHost {
     pub total_mem: i64,
     pub vcpu_used: i64,
     pub mem_used: i64,
-    /// Cell memory usage when the run started (for the accounting invariant).
+    /// Cell memory and CPU usage when the run started (for the accounting invariant).
     pub initial_cell_mem: i64,
+    pub initial_cell_cpu: i64,
     /// This host's overcommit limits; `None`: the simulation's.
     pub limits: Option<crate::fit::Limits>,
 }
@@ -71,6 +72,7 @@ impl SimHost {
             vcpu_used,
             mem_used,
             initial_cell_mem: mem_used,
+            initial_cell_cpu: vcpu_used,
             limits: None,
         }
     }

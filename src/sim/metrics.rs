@@ -1,7 +1,7 @@
 //! The metrics observer: counts, time-weighted utilisation over the
 //! measured window, per-guest costs, and a time series.
 
-use super::engine::{Decision, Observer, Simulation};
+use super::engine::{Decision, GuestCost, Observer, Simulation};
 use crate::trace::TraceRow;
 use std::collections::BTreeMap;
 
@@ -14,6 +14,9 @@ pub struct RunMetrics {
     pub errors: u64,
     pub oom_kills: u64,
     pub spanning_guests: u64,
+    /// NUMA guests with pages outside their host cells, and how many MB in all.
+    pub spilled_guests: u64,
+    pub spilled_mb: f64,
     pub cpu_alloc_mean: f64,
     pub mem_alloc_mean: f64,
     pub hosts_in_use_mean: f64,
@@ -174,13 +177,15 @@ impl Observer for MetricsCollector {
         self.observe(t, sim);
     }
 
-    fn guest_cost(&mut self, t: f64, _row: &TraceRow, remote: f64, latency: f64, spans: bool) {
+    fn guest_cost(&mut self, t: f64, _row: &TraceRow, cost: &GuestCost) {
         if self.measured(t) {
-            self.remote_sum += remote;
-            self.latency_sum += latency;
-            self.latencies.push(latency);
+            self.remote_sum += cost.remote;
+            self.latency_sum += cost.latency;
+            self.latencies.push(cost.latency);
             self.costed += 1;
-            self.metrics.spanning_guests += u64::from(spans);
+            self.metrics.spanning_guests += u64::from(cost.spans);
+            self.metrics.spilled_guests += u64::from(cost.spilled_mb > 0.0);
+            self.metrics.spilled_mb += cost.spilled_mb;
         }
     }
 

@@ -9,4 +9,6 @@ pub mod fleet;
 pub mod memory;
 pub mod metrics;
 
-pub use engine::{Decision, HostCheck, Observer, SimConfig, SimError, Simulation, Strategy};
+pub use engine::{
+    Decision, GuestCost, HostCheck, Observer, SimConfig, SimError, Simulation, Strategy,
+};
