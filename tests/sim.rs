@@ -471,3 +471,203 @@ fn check_gates_on_the_committed_baseline() {
     assert_eq!(wrong.status.code(), Some(2));
     assert!(stderr(&wrong).contains("unknown metric `speed`"));
 }
+
+mod index_vs_scan {
+    //! The scheduler's host index (ordered by free RAM, with an exact cut)
+    //! against a plain scan of every host in fleet order, as Nova does.
+    use numasim::fit::search::PciContext;
+    use numasim::fit::{FitOptions, Limits, apply_usage, fit_instance_to_host};
+    use numasim::request::{ImageProps, numa_get_constraints};
+    use numasim::sim::fleet::{SimHost, fleet_from_json};
+    use numasim::sim::{Decision, HostCheck, Observer, SimConfig, Simulation, Strategy};
+    use numasim::trace::{TraceReader, TraceRow, read_catalog};
+    use proptest::prelude::*;
+
+    const FLAVORS: &str = "name,vcpus,memory_mb,extra_specs\ns,1,1024,\nm,2,3072,\nn,2,2048,hw:numa_nodes=1\nd,2,2048,hw:cpu_policy=dedicated\nw,4,4096,hw:numa_nodes=2\n";
+
+    fn host_json(cells: usize, mem: i64) -> String {
+        let cell = |i: usize| {
+            let b = i * 8;
+            format!(
+                r#"{{"id": {i}, "cpus": [{}, {}, {}, {}], "pcpus": [{}, {}, {}, {}], "memory_mb": {mem}, "siblings": [[{b}], [{}], [{}], [{}], [{}], [{}], [{}], [{}]], "mempages": [{{"size_kb": 4, "total": {}, "used": 0}}]}}"#,
+                b,
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                mem * 256
+            )
+        };
+        format!(
+            r#"{{"cells": [{}]}}"#,
+            (0..cells).map(cell).collect::<Vec<_>>().join(", ")
+        )
+    }
+
+    struct Decisions(Vec<Option<usize>>);
+    impl Observer for Decisions {
+        fn arrival(&mut self, _t: f64, _r: &TraceRow, d: &Decision, _s: &Simulation) {
+            self.0.push(match d {
+                Decision::Placed { host, .. } => Some(*host),
+                _ => None,
+            });
+        }
+    }
+
+    /// Every host checked, in fleet order; spread/pack keep the first best.
+    fn scan(
+        hosts: &mut [SimHost],
+        rows: &[TraceRow],
+        strategy: Strategy,
+        catalog: &numasim::trace::Catalog,
+    ) -> Vec<Option<usize>> {
+        let mut out = Vec::new();
+        let mut live: Vec<(
+            f64,
+            usize,
+            usize,
+            Option<numasim::request::GuestTopology>,
+            i64,
+            i64,
+        )> = Vec::new();
+        for row in rows {
+            live.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            while live.first().is_some_and(|l| l.0 <= row.arrival_s) {
+                let (_, _, h, fitted, vcpu, mem) = live.remove(0);
+                if let Some(f) = &fitted {
+                    apply_usage(&mut hosts[h].topo, f, true).unwrap();
+                }
+                hosts[h].vcpu_used -= vcpu;
+                hosts[h].mem_used -= mem;
+            }
+            let flavor = &catalog.flavors[row.flavor];
+            let request = numa_get_constraints(flavor, &ImageProps::default()).unwrap();
+            let vcpus = request.as_ref().map_or(flavor.vcpus, |t| {
+                t.cells.iter().map(|c| c.cpuset.len() as i64).sum()
+            });
+            let mut best: Option<(usize, Option<numasim::request::GuestTopology>, i64)> = None;
+            for (i, h) in hosts.iter().enumerate() {
+                let l: &Limits = h.limits.as_ref().unwrap();
+                if (h.vcpu_used + vcpus) as f64 > h.total_cpus as f64 * l.cpu_allocation_ratio
+                    || (h.mem_used + flavor.memory_mb) as f64
+                        > h.total_mem as f64 * l.ram_allocation_ratio
+                {
+                    continue;
+                }
+                let fitted = match &request {
+                    None => None,
+                    Some(t) => match fit_instance_to_host(
+                        &h.topo,
+                        t,
+                        Some(l),
+                        &PciContext::default(),
+                        &FitOptions::default(),
+                    )
+                    .unwrap()
+                    {
+                        Some(f) => Some(f),
+                        None => continue,
+                    },
+                };
+                let free = h.free_ram();
+                let better = match (&best, strategy) {
+                    (None, _) => true,
+                    (Some((_, _, b)), Strategy::Spread) => free > *b,
+                    (Some((_, _, b)), Strategy::Pack) => free < *b,
+                    _ => false,
+                };
+                if better {
+                    best = Some((i, fitted, free));
+                }
+                if strategy == Strategy::FirstFit {
+                    break;
+                }
+            }
+            match best {
+                None => out.push(None),
+                Some((i, fitted, _)) => {
+                    if let Some(f) = &fitted {
+                        apply_usage(&mut hosts[i].topo, f, false).unwrap();
+                    }
+                    hosts[i].vcpu_used += vcpus;
+                    hosts[i].mem_used += flavor.memory_mb;
+                    live.push((
+                        row.departure_s.unwrap(),
+                        row.row,
+                        i,
+                        fitted,
+                        vcpus,
+                        flavor.memory_mb,
+                    ));
+                    out.push(Some(i));
+                }
+            }
+        }
+        out
+    }
+
+    thread_local! {
+        static REJECTED: std::cell::RefCell<usize> = const { std::cell::RefCell::new(0) };
+        static PLACED: std::cell::RefCell<usize> = const { std::cell::RefCell::new(0) };
+    }
+
+    #[test]
+    fn the_generated_traces_both_place_and_reject() {
+        index_decides_like_a_full_scan();
+        let (r, p) = (REJECTED.with(|r| *r.borrow()), PLACED.with(|r| *r.borrow()));
+        assert!(r > 100 && p > 1000, "rejected {r}, placed {p}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn index_decides_like_a_full_scan(
+            models in prop::collection::vec((1usize..3, 2i64..9, 0usize..3), 2..7),
+            guests in prop::collection::vec((0usize..5, 1u32..40, 1u32..200), 20..120),
+            strategy in prop::sample::select(vec![Strategy::Spread, Strategy::Pack, Strategy::FirstFit]),
+        ) {
+            let catalog = read_catalog(FLAVORS.as_bytes()).unwrap();
+            let ratios = [1.0, 1.25, 1.5];
+            let entries: Vec<String> = models.iter().enumerate().map(|(k, (cells, gb, _))| format!(r#"{{"name": "h{k}", "host": {}}}"#, host_json(*cells, gb * 1024))).collect();
+            let mut hosts = fleet_from_json(&format!(r#"{{"hosts": [{}]}}"#, entries.join(", "))).unwrap();
+            for (h, (_, _, r)) in hosts.iter_mut().zip(&models) {
+                h.limits = Some(Limits { cpu_allocation_ratio: 2.0, ram_allocation_ratio: ratios[*r], network_metadata: None });
+            }
+            let mut t = 0u32;
+            let mut text = String::from("id,arrival_s,departure_s,flavor\n");
+            for (k, (f, gap, life)) in guests.iter().enumerate() {
+                t += gap;
+                text.push_str(&format!("g{k},{t},{},{}\n", t + life, ["s", "m", "n", "d", "w"][*f]));
+            }
+            let rows: Vec<TraceRow> = TraceReader::new(text.as_bytes(), &catalog, false).unwrap().map(Result::unwrap).collect();
+            let config = SimConfig {
+                strategy,
+                host_check: HostCheck::All,
+                limits: None,
+                fit_mode: numasim::fit::Mode::Nova,
+                memory_mode: None,
+                touched_fraction: vec![1.0; 5],
+                calibration: Default::default(),
+                numa_aware_guests: false,
+                seed: 1,
+            };
+            let mut sim = Simulation::new(hosts.clone(), catalog.clone(), config);
+            let mut seen = Decisions(Vec::new());
+            sim.run(rows.clone().into_iter().map(Ok), &mut seen).unwrap();
+            let expected = scan(&mut hosts, &rows, strategy, &catalog);
+            REJECTED.with(|r| *r.borrow_mut() += expected.iter().filter(|d| d.is_none()).count());
+            PLACED.with(|r| *r.borrow_mut() += expected.iter().filter(|d| d.is_some()).count());
+            prop_assert_eq!(seen.0, expected);
+        }
+    }
+}
