@@ -87,6 +87,17 @@ enum TopologyCmd {
 
 #[derive(Subcommand)]
 enum TraceCmd {
+    /// Describe a trace: arrivals, lifetimes, flavor mix, concurrent demand.
+    Stats {
+        trace: PathBuf,
+        #[arg(long)]
+        flavors: PathBuf,
+        /// A host (preset or file): how many of them the peak needs.
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ShowFormat,
+    },
     /// Convert a public trace into the native trace CSV (and its flavors).
     Convert {
         #[arg(long, value_enum)]
@@ -228,33 +239,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             tolerances,
             junit,
         } => check(results, baseline, tolerances, junit),
-        Command::Trace {
-            command:
-                TraceCmd::Convert {
-                    from,
-                    input,
-                    output,
-                    flavors_out,
-                },
-        } => {
-            let converted = match from {
-                TraceFormat::AlibabaGpu2023 => numasim::convert::alibaba_gpu_2023(open(&input)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?,
-            };
-            write_atomically(&output, converted.trace_csv.as_bytes())?;
-            write_atomically(&flavors_out, converted.flavors_csv.as_bytes())?;
-            eprintln!(
-                "{} guests written, {} rows dropped{}",
-                converted.rows,
-                converted.dropped,
-                if converted.dropped_examples.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (e.g. {})", converted.dropped_examples.join(", "))
-                }
-            );
-            Ok(0)
-        }
+        Command::Trace { command } => trace_cmd(command),
     }
 }
 
@@ -613,4 +598,68 @@ fn libvirt_xml(
     };
     print!("{}", numasim::libvirt::xml::domain_xml(&spec, &fitted));
     Ok(0)
+}
+
+fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
+    match cmd {
+        TraceCmd::Stats {
+            trace,
+            flavors,
+            host,
+            format,
+        } => {
+            let catalog = numasim::trace::read_catalog(open(&flavors)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", flavors.display()))?;
+            let rows = numasim::trace::TraceReader::new(open(&trace)?, &catalog, false)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", trace.display()))?;
+            let s = numasim::tracestats::stats(rows, &catalog)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", trace.display()))?;
+            let model = match &host {
+                Some(h) => {
+                    let host = load::load_host(h, None)?;
+                    Some((
+                        host.name.clone(),
+                        host.cpu_count() as i64,
+                        (host.memory_kb() / 1024) as i64,
+                    ))
+                }
+                None => None,
+            };
+            match format {
+                ShowFormat::Text => print!(
+                    "{}",
+                    numasim::tracestats::text(
+                        &s,
+                        model.as_ref().map(|(n, c, m)| (n.as_str(), *c, *m))
+                    )
+                ),
+                ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+            }
+            Ok(0)
+        }
+        TraceCmd::Convert {
+            from,
+            input,
+            output,
+            flavors_out,
+        } => {
+            let converted = match from {
+                TraceFormat::AlibabaGpu2023 => numasim::convert::alibaba_gpu_2023(open(&input)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?,
+            };
+            write_atomically(&output, converted.trace_csv.as_bytes())?;
+            write_atomically(&flavors_out, converted.flavors_csv.as_bytes())?;
+            eprintln!(
+                "{} guests written, {} rows dropped{}",
+                converted.rows,
+                converted.dropped,
+                if converted.dropped_examples.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (e.g. {})", converted.dropped_examples.join(", "))
+                }
+            );
+            Ok(0)
+        }
+    }
 }

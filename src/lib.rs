@@ -15,3 +15,4 @@ pub mod scenario;
 pub mod sim;
 pub mod topology;
 pub mod trace;
+pub mod tracestats;

@@ -671,3 +671,22 @@ mod index_vs_scan {
         }
     }
 }
+
+#[test]
+fn trace_stats_describes_the_replay_trace() {
+    let out = numasim(&[
+        "trace",
+        "stats",
+        data("replay/small-trace.csv").to_str().unwrap(),
+        "--flavors",
+        data("replay/flavors.csv").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["guests"], 2000);
+    assert_eq!(v["flavor_mix"]["m1.small"], 285);
+    assert!(v["censored"].as_u64().unwrap() > 0);
+    assert!(v["peak_vcpus"].as_i64().unwrap() >= v["mean_vcpus"].as_f64().unwrap() as i64);
+}
