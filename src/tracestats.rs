@@ -4,6 +4,7 @@
 //! concurrent vCPUs and memory, and the hosts of a model the peak needs.
 //! Streams the trace: memory grows with concurrent guests, not trace length.
 
+use crate::sim::engine::OrderedTime as Time;
 use crate::trace::{Catalog, CsvError, TraceRow};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -35,15 +36,6 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
     let idx = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[idx]
-}
-
-#[derive(Clone, Copy, PartialEq, PartialOrd)]
-struct Time(f64);
-impl Eq for Time {}
-impl Ord for Time {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&o.0)
-    }
 }
 
 pub fn stats(

@@ -165,8 +165,9 @@ pub struct Simulation {
 type RequestKey = (usize, Vec<(String, String)>);
 type CachedRequest = std::sync::Arc<Result<Option<GuestTopology>, RequestError>>;
 
+/// A time (seconds) ordered totally, for priority queues of events.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct OrderedTime(f64);
+pub struct OrderedTime(pub f64);
 impl Eq for OrderedTime {}
 impl PartialOrd for OrderedTime {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
