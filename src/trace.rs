@@ -116,26 +116,14 @@ pub fn read_catalog(input: impl Read) -> Result<Catalog, CsvError> {
         if name.is_empty() {
             return Err(at(line, "empty flavor name"));
         }
-        let vcpus: i64 = get("vcpus")
-            .parse()
-            .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| {
-                at(
-                    line,
-                    format!("vcpus `{}` is not a positive integer", get("vcpus")),
-                )
-            })?;
-        let memory_mb: i64 = get("memory_mb")
-            .parse()
-            .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| {
-                at(
-                    line,
-                    format!("memory_mb `{}` is not a positive integer", get("memory_mb")),
-                )
-            })?;
+        let positive = |k: &str| -> Result<i64, CsvError> {
+            get(k)
+                .parse()
+                .ok()
+                .filter(|v: &i64| *v > 0)
+                .ok_or_else(|| at(line, format!("{k} `{}` is not a positive integer", get(k))))
+        };
+        let (vcpus, memory_mb) = (positive("vcpus")?, positive("memory_mb")?);
         let extra_specs =
             parse_pairs(get("extra_specs")).map_err(|m| at(line, format!("extra_specs: {m}")))?;
         flavors.push(Flavor {

@@ -179,59 +179,46 @@ fn update_cell_with(
             }
             cpus = with_siblings;
         }
-        if free {
-            unpin(cell, pcpuset, &cpus)?
-        } else {
-            pin(cell, pcpuset, &cpus)?
-        }
+        pin_or_unpin(cell, pcpuset, &cpus, free)?;
     }
     cell.memory_usage_mb = memory_usage.max(0);
     cell.cpu_usage = cpu_usage.max(0);
     Ok(())
 }
 
-fn pin(
+/// `pin_cpus` / `unpin_cpus`: the CPUs must be known, and free to pin
+/// (pinned to unpin); Nova raises otherwise.
+fn pin_or_unpin(
     cell: &mut HostCell,
     pcpuset: &super::pyset::PySet,
     cpus: &BTreeSet<u32>,
+    free: bool,
 ) -> Result<(), UsageError> {
+    let (verb, unknown, invalid) = if free {
+        ("unpin", "CPUUnpinningUnknown", "CPUUnpinningInvalid")
+    } else {
+        ("pin", "CPUPinningUnknown", "CPUPinningInvalid")
+    };
     if cpus.iter().any(|c| !pcpuset.contains(*c)) {
         return err(
-            "CPUPinningUnknown",
-            format!("CPU set to pin {cpus:?} must be a subset of the known CPU set"),
+            unknown,
+            format!("CPU set to {verb} {cpus:?} must be a subset of the known CPU set"),
         );
     }
-    if cpus.iter().any(|c| cell.pinned_cpus.contains(*c)) {
+    // Pinning needs every CPU free; unpinning needs every CPU pinned.
+    if cpus.iter().any(|c| cell.pinned_cpus.contains(*c) != free) {
+        let which = if free { "pinned" } else { "free" };
         return err(
-            "CPUPinningInvalid",
-            format!("CPU set to pin {cpus:?} must be a subset of free CPU set"),
+            invalid,
+            format!("CPU set to {verb} {cpus:?} must be a subset of {which} CPU set"),
         );
     }
     for &c in cpus {
-        cell.pinned_cpus.insert(c);
-    }
-    Ok(())
-}
-
-fn unpin(
-    cell: &mut HostCell,
-    pcpuset: &super::pyset::PySet,
-    cpus: &BTreeSet<u32>,
-) -> Result<(), UsageError> {
-    if cpus.iter().any(|c| !pcpuset.contains(*c)) {
-        return err(
-            "CPUUnpinningUnknown",
-            format!("CPU set to unpin {cpus:?} must be a subset of the known CPU set"),
-        );
-    }
-    if cpus.iter().any(|c| !cell.pinned_cpus.contains(*c)) {
-        return err(
-            "CPUUnpinningInvalid",
-            format!("CPU set to unpin {cpus:?} must be a subset of pinned CPU set"),
-        );
-    }
-    for &c in cpus {
-        cell.pinned_cpus.remove(c);
+        if free {
+            cell.pinned_cpus.remove(c);
+        } else {
+            cell.pinned_cpus.insert(c);
+        }
     }
     Ok(())
 }
