@@ -690,3 +690,43 @@ fn trace_stats_describes_the_replay_trace() {
     assert!(v["censored"].as_u64().unwrap() > 0);
     assert!(v["peak_vcpus"].as_i64().unwrap() >= v["mean_vcpus"].as_f64().unwrap() as i64);
 }
+
+mod no_panic {
+    //! Bad input never panics: scenario text, trace and catalog bytes, fleets.
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn scenario_parser(text in ".{0,300}") {
+            let _ = numasim::scenario::Scenario::parse(&text);
+        }
+
+        #[test]
+        fn mutated_quickstart(pos in any::<prop::sample::Index>(), cut in 0usize..30, insert in "[a-z0-9=\\[\\]{}\" .,\n]{0,10}") {
+            let base = std::fs::read_to_string("scenarios/quickstart.toml").unwrap();
+            let at = pos.index(base.len());
+            let at = (0..=at).rev().find(|i| base.is_char_boundary(*i)).unwrap_or(0);
+            let end = (at + cut).min(base.len());
+            let end = (end..=base.len()).find(|i| base.is_char_boundary(*i)).unwrap_or(base.len());
+            let text = format!("{}{}{}", &base[..at], insert, &base[end..]);
+            let _ = numasim::scenario::Scenario::parse(&text);
+        }
+
+        #[test]
+        fn trace_and_catalog_readers(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(catalog) = numasim::trace::read_catalog(&bytes[..]) {
+                let _ = catalog.flavors.len();
+            }
+            let catalog = numasim::trace::read_catalog("name,vcpus,memory_mb,extra_specs\ns,1,1024,\n".as_bytes()).unwrap();
+            let mut text = b"id,arrival_s,departure_s,flavor\n".to_vec();
+            text.extend_from_slice(&bytes);
+            if let Ok(reader) = numasim::trace::TraceReader::new(&text[..], &catalog, false) {
+                for row in reader.take(50) {
+                    let _ = row;
+                }
+            }
+            let _ = numasim::sim::fleet::fleet_from_json(&String::from_utf8_lossy(&bytes));
+        }
+    }
+}

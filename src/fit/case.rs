@@ -41,10 +41,14 @@ fn int_list(v: Option<&Value>, what: &str) -> Result<Vec<u32>, RequestError> {
         Some(Value::Array(a)) => a
             .iter()
             .map(|x| match x {
+                // CPU ids index bitsets: keep them to what real hosts have.
                 Value::Number(n) => n
                     .as_u64()
-                    .and_then(|u| u32::try_from(u).ok())
-                    .ok_or_else(|| input_error(format!("{what} must be a list of CPU ids"))),
+                    .filter(|u| *u < 1 << 20)
+                    .map(|u| u as u32)
+                    .ok_or_else(|| {
+                        input_error(format!("{what} must be a list of CPU ids (0 to 1048575)"))
+                    }),
                 _ => Err(input_error(format!("{what} must be a list of integers"))),
             })
             .collect(),
