@@ -271,6 +271,7 @@ impl Prepared {
             touched_fraction: self.touched.clone(),
             calibration: self.scenario.cost.calibration().map_err(RunError)?,
             numa_aware_guests: self.scenario.cost.numa_aware_guests,
+            closest: spec.placement == crate::scenario::Placement::Closest,
             seed,
         };
         let mut sim = Simulation::new(self.hosts.clone(), self.catalog.clone(), config);

@@ -184,6 +184,18 @@ pub struct PolicySpec {
     pub fit_mode: crate::fit::Mode,
     #[serde(default = "all")]
     pub host_check: HostCheck,
+    /// `nova`: Nova's first fitting ordering of host cells; `closest`: the
+    /// fitting ordering with the smallest SLIT distances between the cells.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    #[default]
+    Nova,
+    Closest,
 }
 
 fn spread() -> Strategy {
@@ -202,6 +214,9 @@ impl PolicySpec {
         let mut n = format!("{}-{}", self.strategy.as_str(), self.memory_mode.as_str());
         if self.fit_mode == crate::fit::Mode::Clean {
             n.push_str("-clean");
+        }
+        if self.placement == Placement::Closest {
+            n.push_str("-closest");
         }
         n
     }

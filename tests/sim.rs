@@ -58,6 +58,7 @@ fn simulate(mode: MemoryMode, ram_ratio: f64, trace: &str) -> (Record, Simulatio
         touched_fraction: vec![1.0; 3],
         calibration: Default::default(),
         numa_aware_guests: false,
+        closest: false,
         seed: 1,
     };
     let mut sim = Simulation::new(fleet_from_json(HOST).unwrap(), catalog.clone(), config);
@@ -171,6 +172,7 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
             touched_fraction: prepared.touched.clone(),
             calibration: Default::default(),
             numa_aware_guests: false,
+            closest: false,
             seed: 2,
         },
     );
@@ -659,6 +661,7 @@ mod index_vs_scan {
                 touched_fraction: vec![1.0; 5],
                 calibration: Default::default(),
                 numa_aware_guests: false,
+        closest: false,
                 seed: 1,
             };
             let mut sim = Simulation::new(hosts.clone(), catalog.clone(), config);
@@ -729,4 +732,30 @@ mod no_panic {
             let _ = numasim::sim::fleet::fleet_from_json(&String::from_utf8_lossy(&bytes));
         }
     }
+}
+
+#[test]
+fn closest_placement_lowers_latency_on_the_dl980() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("o");
+    let r = numasim(&[
+        "run",
+        "scenarios/dl980-spanning.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let mean_latency = |policy: &str| {
+        let v: Vec<f64> = summary
+            .lines()
+            .filter(|l| l.split(',').nth(1) == Some(policy))
+            .map(|l| l.split(',').nth(12).unwrap().parse().unwrap())
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(
+        mean_latency("spread-strict-closest") < mean_latency("spread-strict"),
+        "{summary}"
+    );
 }

@@ -192,6 +192,95 @@ pub fn fit_instance_to_host(
     }
 }
 
+/// Beyond Nova, which ignores distances: among the orderings of host cells
+/// that fit (checked as in `Mode::Clean`), the one whose host cells are
+/// closest together — the smallest sum of SLIT distances over pairs of guest
+/// cells — ties going to the first in Nova's order. `distances` is indexed
+/// by host cell position. A one-cell guest gets the clean first fit.
+/// Branch and bound: a prefix whose cost already reaches the best is cut,
+/// and so is one whose remaining guest cells cannot be matched.
+pub fn fit_closest(
+    host: &HostTopology,
+    guest: &GuestTopology,
+    limits: Option<&Limits>,
+    distances: &[Vec<u32>],
+    opts: &FitOptions,
+) -> Result<Option<GuestTopology>, FitError> {
+    let clean = FitOptions {
+        mode: Mode::Clean,
+        ..opts.clone()
+    };
+    if guest.cells.len() < 2 || host.cells.len() < guest.cells.len() {
+        return fit_instance_to_host(host, guest, limits, &PciContext::default(), &clean);
+    }
+    let order = ordered_cells(host, guest, &PciContext::default(), opts.pack);
+    let n = order.len();
+    let k = guest.cells.len();
+    let mut pairs = CleanPairs {
+        rules: clean.rules(),
+        host,
+        guest,
+        limits,
+        order: &order,
+        memo: HashMap::new(),
+    };
+    let pair_cost = |a: usize, b: usize| {
+        u64::from(distances[order[a]][order[b]]) + u64::from(distances[order[b]][order[a]])
+    };
+    let mut best: Option<(u64, Vec<usize>)> = None;
+    let mut perm: Vec<usize> = Vec::with_capacity(k);
+    let mut used = vec![false; n];
+    let mut costs: Vec<u64> = vec![0];
+    let mut next_candidate = vec![0usize; k + 1];
+    loop {
+        let depth = perm.len();
+        let cost = *costs.last().expect("root cost");
+        if depth == k {
+            if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                best = Some((cost, perm.clone()));
+            }
+            let p = perm.pop().expect("k >= 2");
+            used[p] = false;
+            costs.pop();
+            continue;
+        }
+        let mut advanced = false;
+        while next_candidate[depth] < n {
+            let p = next_candidate[depth];
+            next_candidate[depth] += 1;
+            if used[p] || !pairs.fits(p, depth)? {
+                continue;
+            }
+            let added: u64 = perm.iter().map(|&q| pair_cost(q, p)).sum();
+            if best.as_ref().is_some_and(|(b, _)| cost + added >= *b) {
+                continue;
+            }
+            used[p] = true;
+            if completable(&used, depth + 1, k, n, &mut pairs)? {
+                perm.push(p);
+                costs.push(cost + added);
+                next_candidate[depth + 1] = 0;
+                advanced = true;
+                break;
+            }
+            used[p] = false;
+        }
+        if !advanced {
+            let Some(p) = perm.pop() else { break };
+            used[p] = false;
+            costs.pop();
+        }
+    }
+    Ok(best.map(|(_, perm)| GuestTopology {
+        cells: perm
+            .iter()
+            .enumerate()
+            .map(|(g, &p)| pairs.memo[&(p, g)].clone().expect("fits"))
+            .collect(),
+        emulator_threads_policy: guest.emulator_threads_policy,
+    }))
+}
+
 /// Advances a k-permutation of `0..n` (in lexicographic order) by changing
 /// position `pos` and resetting everything after it. `false` when exhausted.
 fn advance(perm: &mut [usize], n: usize, mut pos: usize) -> bool {
@@ -843,6 +932,39 @@ mod tests {
             let opts = FitOptions { mode: Mode::Clean, ..FitOptions::default() };
             let fast = fit_instance_to_host(&host, &guest, limits.as_ref(), &PciContext::default(), &opts).unwrap();
             prop_assert_eq!(fast, clean_exhaustive(&host, &guest, limits.as_ref()));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        #[test]
+        fn closest_is_the_cheapest_fitting_ordering(host in host(), guest in guest(), seed in 0u64..1000) {
+            let n = host.cells.len();
+            // A symmetric SLIT-like matrix from the seed.
+            let d: Vec<Vec<u32>> = (0..n).map(|i| (0..n).map(|j| if i == j { 10 } else { 11 + ((seed + (i.min(j) * 7 + i.max(j) * 3) as u64) % 20) as u32 }).collect()).collect();
+            let got = fit_closest(&host, &guest, None, &d, &FitOptions::default()).unwrap();
+            // Exhaustive: every fitting ordering, the cheapest, first on ties.
+            let order = ordered_cells(&host, &guest, &PciContext::default(), false);
+            let mut best: Option<(u64, Vec<i64>)> = None;
+            if host.cells.len() >= guest.cells.len() {
+                'perm: for perm in permutations(order.len(), guest.cells.len()) {
+                    for (g, &p) in perm.iter().enumerate() {
+                        let mut c = guest.cells[g].clone();
+                        let reserved = usize::from(guest.emulator_threads_isolated() && g == 0);
+                        if fit_cell(&host.cells[order[p]], &mut c, None, reserved, Rules { mode: Mode::Clean, cell_memory: true }).unwrap() == CellFit::NoFit {
+                            continue 'perm;
+                        }
+                    }
+                    let cost: u64 = if guest.cells.len() < 2 { 0 } else {
+                        (0..perm.len()).flat_map(|a| (0..a).map(move |b| (a, b))).map(|(a, b)| u64::from(d[order[perm[a]]][order[perm[b]]] + d[order[perm[b]]][order[perm[a]]])).sum()
+                    };
+                    if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+                        best = Some((cost, perm.iter().map(|&p| host.cells[order[p]].id).collect()));
+                    }
+                    if guest.cells.len() < 2 { break; }
+                }
+            }
+            prop_assert_eq!(got.map(|t| t.cells.iter().map(|c| c.id).collect::<Vec<_>>()), best.map(|b| b.1));
         }
     }
 

@@ -9,7 +9,7 @@
 use super::cost::{CellAccess, guest_cost};
 use super::fleet::SimHost;
 use super::memory::{Demand, MemoryMode, place};
-use crate::fit::search::PciContext;
+use crate::fit::search::{PciContext, fit_closest};
 use crate::fit::{FitOptions, Limits, Mode, apply_usage, fit_instance_to_host};
 use crate::request::{GuestTopology, ImageProps, RequestError, numa_get_constraints};
 use crate::trace::{Catalog, TraceRow};
@@ -70,6 +70,9 @@ pub struct SimConfig {
     /// Fraction of its memory each guest touches, per catalog flavor.
     pub touched_fraction: Vec<f64>,
     pub calibration: super::cost::Calibration,
+    /// Place multi-cell guests on the closest fitting host cells (SLIT)
+    /// instead of Nova's first fitting ordering (`fit::search::fit_closest`).
+    pub closest: bool,
     /// Guests with a virtual NUMA topology keep each vCPU's accesses in its
     /// own guest cell; otherwise (the default) every vCPU touches all of
     /// the guest's memory uniformly.
@@ -378,13 +381,18 @@ impl Simulation {
                         continue;
                     }
                     fit_calls += 1;
-                    match fit_instance_to_host(
-                        &h.topo,
-                        t,
-                        self.limits_of(h),
-                        &PciContext::default(),
-                        &opts,
-                    )? {
+                    let fitted = if self.config.closest {
+                        fit_closest(&h.topo, t, self.limits_of(h), &h.model.distances, &opts)?
+                    } else {
+                        fit_instance_to_host(
+                            &h.topo,
+                            t,
+                            self.limits_of(h),
+                            &PciContext::default(),
+                            &opts,
+                        )?
+                    };
+                    match fitted {
                         Some(f) => Some(f),
                         None => continue,
                     }
