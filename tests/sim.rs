@@ -405,17 +405,18 @@ fn hosts_and_seed_overrides_scale_the_fleet_and_pick_one_replication() {
     assert_eq!(summary.lines().count(), 4);
 }
 
-#[test]
-fn check_gates_on_the_committed_baseline() {
+/// Runs a shipped scenario into a fresh directory; returns it (kept alive by the guard).
+fn run_into(scenario: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let r = numasim(&[
-        "run",
-        "scenarios/quickstart.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let r = numasim(&["run", scenario, "--out", out.to_str().unwrap()]);
     assert!(r.status.success(), "{}", stderr(&r));
+    (tmp, out)
+}
+
+#[test]
+fn check_gates_on_the_committed_baseline() {
+    let (_tmp, out) = run_into("scenarios/quickstart.toml");
     let ok = numasim(&[
         "check",
         out.to_str().unwrap(),
@@ -736,15 +737,7 @@ mod no_panic {
 
 #[test]
 fn closest_placement_lowers_latency_on_the_dl980() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("o");
-    let r = numasim(&[
-        "run",
-        "scenarios/dl980-spanning.toml",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(r.status.success(), "{}", stderr(&r));
+    let (_tmp, out) = run_into("scenarios/dl980-spanning.toml");
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     let mean_latency = |policy: &str| {
         let v: Vec<f64> = summary

@@ -420,11 +420,11 @@ impl Simulation {
             );
             return Ok(());
         };
-        self.claim(host, &fitted, vcpus, mem)?;
+        self.change_usage(host, &fitted, vcpus, mem, false, None)?;
         let pages = self.place_pages(host, &fitted, flavor_mem, row.flavor);
         let Some(pages) = pages else {
             // The kernel kills the guest: release what was claimed.
-            self.release(host, &fitted, vcpus, mem, None)?;
+            self.change_usage(host, &fitted, vcpus, mem, true, None)?;
             obs.arrival(row.arrival_s, &row, &Decision::OomKilled { host }, self);
             return Ok(());
         };
@@ -507,54 +507,38 @@ impl Simulation {
         }
     }
 
-    fn claim(
+    /// Claims (`free == false`) or releases a guest's usage on a host: the
+    /// fit engine's cell accounting, the host-level counters, the fleet
+    /// totals and the host's place in the index; a release also returns the
+    /// guest's resident pages.
+    fn change_usage(
         &mut self,
         host: usize,
         fitted: &Option<GuestTopology>,
         vcpus: i64,
         mem: i64,
-    ) -> Result<(), SimError> {
-        self.count_claim(host, fitted, vcpus, mem, 1);
-        self.order.remove(&self.order_key(host));
-        let h = &mut self.hosts[host];
-        if let Some(f) = fitted {
-            apply_usage(&mut h.topo, f, false).map_err(|source| SimError::Usage {
-                host: h.name.clone(),
-                source,
-            })?;
-            h.vcpu_used += f.cells.iter().map(|c| c.cpuset.len() as i64).sum::<i64>();
-        } else {
-            h.vcpu_used += vcpus;
-        }
-        h.mem_used += mem;
-        self.order.insert(self.order_key(host));
-        Ok(())
-    }
-
-    fn release(
-        &mut self,
-        host: usize,
-        fitted: &Option<GuestTopology>,
-        vcpu: i64,
-        mem: i64,
+        free: bool,
         pages: Option<&[f64]>,
     ) -> Result<(), SimError> {
-        self.count_claim(host, fitted, vcpu, mem, -1);
+        let sign = if free { -1 } else { 1 };
+        self.count_claim(host, fitted, vcpus, mem, sign);
         self.order.remove(&self.order_key(host));
         let h = &mut self.hosts[host];
-        if let Some(f) = fitted {
-            apply_usage(&mut h.topo, f, true).map_err(|source| SimError::Usage {
-                host: h.name.clone(),
-                source,
-            })?;
-            h.vcpu_used -= f.cells.iter().map(|c| c.cpuset.len() as i64).sum::<i64>();
-        } else {
-            h.vcpu_used -= vcpu;
-        }
-        h.mem_used -= mem;
+        let vcpu = match fitted {
+            Some(f) => {
+                apply_usage(&mut h.topo, f, free).map_err(|source| SimError::Usage {
+                    host: h.name.clone(),
+                    source,
+                })?;
+                f.cells.iter().map(|c| c.cpuset.len() as i64).sum::<i64>()
+            }
+            None => vcpus,
+        };
+        h.vcpu_used += sign * vcpu;
+        h.mem_used += sign * mem;
         if let Some(p) = pages {
-            for (free, used) in self.free_mb[host].iter_mut().zip(p) {
-                *free += used;
+            for (free_mb, used) in self.free_mb[host].iter_mut().zip(p) {
+                *free_mb += used;
             }
         }
         self.order.insert(self.order_key(host));
@@ -565,7 +549,7 @@ impl Simulation {
         let Some(p) = self.placed.remove(&row) else {
             return Ok(());
         };
-        self.release(p.host, &p.fitted, p.vcpu, p.mem, Some(&p.pages))
+        self.change_usage(p.host, &p.fitted, p.vcpu, p.mem, true, Some(&p.pages))
     }
 
     /// Where the guest's pages land; `None` = OOM kill. Without page
