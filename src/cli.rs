@@ -26,6 +26,40 @@ enum Command {
     /// Run a scenario: every policy and seed, summary and time series written
     /// to the output directory, a comparison printed.
     Run(RunArgs),
+    /// Run a sweep (SWEEP.toml): a grid over scenario parameters times
+    /// replications, in parallel; runs.csv, aggregate.csv (95% CIs) and plots.
+    Sweep(SweepArgs),
+    /// The smallest fleet (hosts of the scenario's mix) meeting every target
+    /// in the bound of its 95% confidence interval, by bisection.
+    Capacity {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// METRIC<=VALUE or METRIC>=VALUE, e.g. 'rejection_rate<=0.01' (repeatable).
+        #[arg(long = "target", required = true)]
+        targets: Vec<String>,
+        /// The policy to size for (default: the scenario's first).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Give up above this many hosts (default: 64x the scenario's fleet).
+        #[arg(long)]
+        max_hosts: Option<usize>,
+        /// Also write capacity.csv (every size tried) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads (default: all cores). Results do not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Join the output directories of a sweep's shards into the CSVs and
+    /// plots a single run gives.
+    Merge {
+        /// Shard output directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged sweep goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Schedule a trace exactly as Nova's replayer does (REPLAY.md), writing
     /// one JSON line per arrival.
     Replay(ReplayArgs),
@@ -162,6 +196,25 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+struct SweepArgs {
+    /// Sweep file (TOML).
+    sweep: PathBuf,
+    /// Output directory (default: results/<sweep name>). Runs already
+    /// recorded there are not run again: an interrupted sweep resumes.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run only shard I of N (every N-th run from I); `numasim merge` joins them.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Forget the runs recorded in the output directory and run them all.
+    #[arg(long)]
+    restart: bool,
+}
+
+#[derive(clap::Args)]
 struct ReplayArgs {
     /// Fleet JSON: {"hosts": [{"name", "host"} | {"model", "count", "prefix"}]}.
     #[arg(long)]
@@ -223,6 +276,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Fit { file, mode } => fit(file, mode),
         Command::Replay(args) => replay(args),
         Command::Run(args) => run_scenario(args),
+        Command::Sweep(args) => sweep(args),
+        Command::Merge { dirs, out } => merge(dirs, out),
+        Command::Capacity {
+            scenario,
+            targets,
+            policy,
+            max_hosts,
+            out,
+            threads,
+        } => capacity(scenario, targets, policy, max_hosts, out, threads),
         Command::Libvirt {
             command:
                 LibvirtCmd::Xml {
@@ -414,6 +477,25 @@ fn replay(a: ReplayArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// A progress bar over runs, with the time left.
+fn runs_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} runs, ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Worker threads for parallel runs (0 or none: one per core).
+fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    Ok(rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()?)
+}
+
 fn run_scenario(a: RunArgs) -> Result<i32> {
     use numasim::run;
     let ov = run::Overrides {
@@ -425,16 +507,8 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
     };
     let prepared = run::prepare(&a.scenario, &ov)?;
     let jobs = (prepared.scenario.policies.len() * prepared.scenario.seeds.len()) as u64;
-    let bar = indicatif::ProgressBar::new(jobs);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} runs, ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads.unwrap_or(0))
-        .build()?;
+    let bar = runs_bar(jobs);
+    let pool = thread_pool(a.threads)?;
     let start = std::time::Instant::now();
     let results = pool.install(|| prepared.run_all(&|| bar.inc(1)))?;
     bar.finish_and_clear();
@@ -483,6 +557,128 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
     let skipped: u64 = results.iter().map(|r| r.skipped_rows).max().unwrap_or(0);
     if skipped > 0 {
         eprintln!("warning: {skipped} bad trace rows skipped per run");
+    }
+    Ok(0)
+}
+
+fn sweep(a: SweepArgs) -> Result<i32> {
+    use numasim::sweep::{self, Sweep};
+    let shard = a.shard.as_deref().map(sweep::parse_shard).transpose()?;
+    let sw = Sweep::load(&a.sweep)?;
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("results").join(&sw.spec.name));
+    if a.restart && out.join("runs").exists() {
+        std::fs::remove_dir_all(out.join("runs"))
+            .with_context(|| format!("{}: cannot clear", out.join("runs").display()))?;
+    }
+    let mine = sw.shard_runs(shard);
+    let done = sw.existing_records(&out);
+    let todo: Vec<usize> = mine
+        .iter()
+        .copied()
+        .filter(|r| !done.contains_key(r))
+        .collect();
+    let reused = mine.len() - todo.len();
+    eprintln!(
+        "sweep {}: {} points, {} runs{}; {} to run{}",
+        sw.spec.name,
+        sw.points.len(),
+        sw.runs.len(),
+        shard.map_or(String::new(), |(i, n)| format!(
+            ", shard {i}/{n} has {}",
+            mine.len()
+        )),
+        todo.len(),
+        if reused > 0 {
+            format!(", {reused} already recorded in {}", out.display())
+        } else {
+            String::new()
+        }
+    );
+    let bar = runs_bar(todo.len() as u64);
+    let pool = thread_pool(a.threads)?;
+    let start = std::time::Instant::now();
+    pool.install(|| sw.execute(&out, &todo, &|| bar.inc(1)))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "ran {} runs in {:.1} s",
+        todo.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if shard.is_some_and(|(_, n)| n > 1) {
+        println!(
+            "shard recorded in {}; join the shards with `numasim merge DIR... --out OUT`",
+            out.display()
+        );
+        return Ok(0);
+    }
+    let (manifest, records) = sweep::merge_records(std::slice::from_ref(&out))?;
+    let written = sweep::write_outputs(&out, &manifest, &records)?;
+    for w in written {
+        println!("{}", w.display());
+    }
+    Ok(0)
+}
+
+fn capacity(
+    scenario: PathBuf,
+    targets: Vec<String>,
+    policy: Option<String>,
+    max_hosts: Option<usize>,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+) -> Result<i32> {
+    use numasim::capacity::{self, Target};
+    let targets = targets
+        .iter()
+        .map(|t| Target::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let pool = thread_pool(threads)?;
+    let plan = pool.install(|| {
+        capacity::plan(&scenario, &targets, policy.as_deref(), max_hosts, &|n| {
+            eprintln!("trying {n} hosts");
+        })
+    })?;
+    if let Some(rate) = plan.arrivals_per_hour {
+        println!(
+            "workload held at {rate:.1} arrivals/hour (the scenario's offered load on its own fleet)"
+        );
+    }
+    println!(
+        "policy {}, {} seeds; sizes tried:\n\n{}",
+        plan.policy,
+        plan.seeds,
+        plan.table()
+    );
+    println!("smallest fleet meeting every target: {} hosts", plan.answer);
+    if let Some(dir) = out {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        write_atomically(&dir.join("capacity.csv"), plan.csv().as_bytes())?;
+    }
+    Ok(0)
+}
+
+fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> Result<i32> {
+    use numasim::sweep;
+    let (manifest, records) = sweep::merge_records(&dirs)?;
+    std::fs::create_dir_all(out.join("runs"))
+        .with_context(|| format!("{}: cannot create", out.display()))?;
+    // The merged directory is a complete sweep directory of its own.
+    for r in &records {
+        sweep::write_atomically(
+            &out.join("runs").join(format!("run-{:06}.json", r.run)),
+            serde_json::to_string(r)?.as_bytes(),
+        )?;
+    }
+    sweep::write_atomically(
+        &out.join("sweep.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    for w in sweep::write_outputs(&out, &manifest, &records)? {
+        println!("{}", w.display());
     }
     Ok(0)
 }

@@ -130,8 +130,18 @@ fn scaled_counts(counts: &[usize], n: usize) -> Vec<usize> {
 pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
-    let mut scenario =
+    let scenario =
         Scenario::parse(&text).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
+    prepare_scenario(scenario, path, ov)
+}
+
+/// Resolves the files of an already parsed scenario; `path` is where it came
+/// from (its directory anchors relative paths; errors name it).
+pub fn prepare_scenario(
+    mut scenario: Scenario,
+    path: &Path,
+    ov: &Overrides,
+) -> Result<Prepared, RunError> {
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     if let Some(seed) = ov.seed {
         scenario.seeds = vec![seed];
@@ -190,7 +200,14 @@ pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
         )
         .map_err(|m| RunError(format!("{}: flavors: {m}", path.display())))?,
     };
-    let mut touched = vec![1.0; catalog.flavors.len()];
+    let default_touched = scenario.flavors.default_touched_fraction;
+    if !(0.0..=1.0).contains(&default_touched) {
+        return err(format!(
+            "{}: flavors.default_touched_fraction = {default_touched}: expected a fraction in [0, 1]",
+            path.display()
+        ));
+    }
+    let mut touched = vec![default_touched; catalog.flavors.len()];
     for (name, frac) in &scenario.flavors.touched_fraction {
         let Some(i) = catalog.position(name) else {
             return err(format!(
@@ -239,6 +256,51 @@ fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
 }
 
 impl Prepared {
+    /// The synthetic workload's mix as (weight, catalog index).
+    fn synthetic_mix(&self) -> Vec<(f64, usize)> {
+        self.scenario
+            .workload
+            .synthetic
+            .as_ref()
+            .map(|syn| {
+                syn.mix
+                    .iter()
+                    .map(|(n, w)| (*w, self.catalog.position(n).expect("checked in prepare")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Mean memory of a guest drawn from the synthetic mix, MB.
+    fn mean_mix_memory_mb(&self) -> f64 {
+        let mix = self.synthetic_mix();
+        let total_w: f64 = mix.iter().map(|m| m.0).sum();
+        mix.iter()
+            .map(|(w, i)| w / total_w * self.catalog.flavors[*i].memory_mb as f64)
+            .sum()
+    }
+
+    /// Memory the fleet offers to guests (placement's inventory), MB.
+    pub fn fleet_memory_mb(&self) -> i64 {
+        self.hosts.iter().map(|h| h.total_mem).sum()
+    }
+
+    /// The synthetic arrival rate this fleet gives (`offered_load` is
+    /// relative to the fleet), per hour; `None` for a trace.
+    pub fn synthetic_arrivals_per_hour(&self) -> Option<f64> {
+        let syn = self.scenario.workload.synthetic.as_ref()?;
+        if self.trace.is_some() {
+            return None;
+        }
+        Some(
+            crate::scenario::arrival_rate_per_s(
+                syn,
+                self.mean_mix_memory_mb(),
+                self.fleet_memory_mb() as f64,
+            ) * 3600.0,
+        )
+    }
+
     /// Runs every (policy, seed), in parallel; results in (policy, seed) order.
     pub fn run_all(&self, progress: &(dyn Fn() + Sync)) -> Result<Vec<RunResult>, RunError> {
         let jobs: Vec<(usize, u64)> = (0..self.scenario.policies.len())
@@ -308,23 +370,12 @@ impl Prepared {
                     .synthetic
                     .as_ref()
                     .expect("checked: trace or synthetic");
-                let mix: Vec<(f64, usize)> = syn
-                    .mix
-                    .iter()
-                    .map(|(n, w)| (*w, self.catalog.position(n).expect("checked")))
-                    .collect();
-                let total_w: f64 = mix.iter().map(|m| m.0).sum();
-                let mean_mem = mix
-                    .iter()
-                    .map(|(w, i)| w / total_w * self.catalog.flavors[*i].memory_mb as f64)
-                    .sum();
-                let fleet_mem = sim.capacity().1 as f64;
                 let stream = SyntheticStream::new(
                     syn,
                     seed,
-                    mix,
-                    mean_mem,
-                    fleet_mem,
+                    self.synthetic_mix(),
+                    self.mean_mix_memory_mb(),
+                    self.fleet_memory_mb() as f64,
                     self.scenario.horizon_s,
                 );
                 sim.run_arrivals(stream, &mut metrics)

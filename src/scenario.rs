@@ -105,9 +105,12 @@ pub struct Flavors {
     pub file: Option<String>,
     #[serde(default)]
     pub list: Vec<FlavorSpec>,
-    /// Fraction of its memory a guest of each flavor touches (default 1.0).
+    /// Fraction of its memory a guest of each flavor touches.
     #[serde(default)]
     pub touched_fraction: BTreeMap<String, f64>,
+    /// The touched fraction of flavors `touched_fraction` does not name.
+    #[serde(default = "one")]
+    pub default_touched_fraction: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +191,9 @@ pub struct PolicySpec {
     /// fitting ordering with the smallest SLIT distances between the cells.
     #[serde(default)]
     pub placement: Placement,
+    /// A label for tables and CSVs instead of the generated name.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -211,6 +217,9 @@ fn all() -> HostCheck {
 impl PolicySpec {
     /// `spread-strict`, `pack-interleave-clean`, ...
     pub fn name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
         let mut n = format!("{}-{}", self.strategy.as_str(), self.memory_mode.as_str());
         if self.fit_mode == crate::fit::Mode::Clean {
             n.push_str("-clean");
@@ -355,6 +364,16 @@ impl Scenario {
     }
 }
 
+/// Arrivals per second: given, or from `offered_load` by Little's law
+/// (concurrent memory = rate x mean lifetime x mean guest memory).
+pub fn arrival_rate_per_s(syn: &Synthetic, mean_memory_mb: f64, fleet_memory_mb: f64) -> f64 {
+    match (syn.arrivals_per_hour, syn.offered_load) {
+        (Some(r), _) => r / 3600.0,
+        (None, Some(load)) => load * fleet_memory_mb / (mean_memory_mb * syn.lifetime.mean_s()),
+        (None, None) => 1.0,
+    }
+}
+
 /// A synthetic workload as a stream of trace rows in arrival order.
 pub struct SyntheticStream {
     rng: ChaCha8Rng,
@@ -379,12 +398,7 @@ impl SyntheticStream {
         fleet_memory_mb: f64,
         horizon: Option<f64>,
     ) -> SyntheticStream {
-        let rate_per_s = match (syn.arrivals_per_hour, syn.offered_load) {
-            (Some(r), _) => r / 3600.0,
-            // Little's law: concurrent memory = rate * mean lifetime * mean memory.
-            (None, Some(load)) => load * fleet_memory_mb / (mean_memory_mb * syn.lifetime.mean_s()),
-            (None, None) => 1.0,
-        };
+        let rate_per_s = arrival_rate_per_s(syn, mean_memory_mb, fleet_memory_mb);
         let total: f64 = mix.iter().map(|m| m.0).sum();
         let mut acc = 0.0;
         let mix = mix

@@ -5,4 +5,5 @@ mod fit;
 mod libvirt;
 mod replay;
 mod sim;
+mod sweep;
 mod topology;

@@ -25,6 +25,9 @@ pub struct RunMetrics {
     pub p95_latency_factor: f64,
     pub rejected_by_flavor: BTreeMap<String, u64>,
     pub fit_calls: u64,
+    /// Per-guest latency factors at quantiles 0, 0.01, ..., 1 (empty when no
+    /// guest was costed): the distribution, small enough to keep per run.
+    pub latency_quantiles: Vec<f64>,
 }
 
 impl RunMetrics {
@@ -36,6 +39,9 @@ impl RunMetrics {
         }
     }
 }
+
+/// Steps of `RunMetrics::latency_quantiles` (101 points).
+pub const LATENCY_QUANTILES: usize = 100;
 
 /// One sample of the time series.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +157,15 @@ impl MetricsCollector {
                 .clamp(1, self.latencies.len())
                 - 1;
             m.p95_latency_factor = self.latencies[idx];
+            m.latency_quantiles = (0..=LATENCY_QUANTILES)
+                .map(|q| {
+                    let i = ((self.latencies.len() as f64 * q as f64 / LATENCY_QUANTILES as f64)
+                        .ceil() as usize)
+                        .clamp(1, self.latencies.len())
+                        - 1;
+                    self.latencies[i]
+                })
+                .collect();
         }
         m.fit_calls = fit_calls;
         (self.metrics, self.samples)

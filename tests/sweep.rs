@@ -1,0 +1,301 @@
+//! Sweeps, shards and merge, capacity planning, and the regression gate.
+
+use crate::common::{numasim, stderr, stdout};
+use std::path::{Path, PathBuf};
+
+const SMALL: &str = "scenarios/quickstart-sweep-small.toml";
+
+/// Every file a finished sweep writes (CSVs and charts).
+const OUTPUTS: [&str; 14] = [
+    "runs.csv",
+    "aggregate.csv",
+    "timeseries.csv",
+    "latency_quantiles.csv",
+    "rejection_vs_load.png",
+    "rejection_vs_load.svg",
+    "remote_vs_load.png",
+    "remote_vs_load.svg",
+    "latency_vs_load.png",
+    "latency_vs_load.svg",
+    "utilisation_over_time.png",
+    "utilisation_over_time.svg",
+    "latency_cdf.png",
+    "latency_cdf.svg",
+];
+
+fn sweep(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["sweep"];
+    all.extend_from_slice(args);
+    numasim(&all)
+}
+
+fn assert_same_outputs(a: &Path, b: &Path) {
+    for f in OUTPUTS {
+        let (x, y) = (std::fs::read(a.join(f)), std::fs::read(b.join(f)));
+        assert!(x.is_ok() && y.is_ok(), "{f} missing");
+        assert!(
+            x.unwrap() == y.unwrap(),
+            "{f} differs between {a:?} and {b:?}"
+        );
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn sweep_is_thread_independent_and_shards_merge_into_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    let two = tmp.path().join("two");
+    let r = sweep(&[SMALL, "--out", s(&one), "--threads", "1"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let r = sweep(&[SMALL, "--out", s(&two), "--threads", "2"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_same_outputs(&one, &two);
+
+    let shards: Vec<PathBuf> = (0..3)
+        .map(|i| tmp.path().join(format!("shard{i}")))
+        .collect();
+    for (i, d) in shards.iter().enumerate() {
+        let r = sweep(&[SMALL, "--out", s(d), "--shard", &format!("{i}/3")]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        assert!(
+            !d.join("runs.csv").exists(),
+            "a shard alone is not a result"
+        );
+    }
+    // Two of three shards: merge refuses, naming what is missing.
+    let merged = tmp.path().join("merged");
+    let r = numasim(&["merge", s(&shards[0]), s(&shards[1]), "--out", s(&merged)]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        stderr(&r).contains("12 of 36 runs are missing (runs 2, 5, 8"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(!merged.join("runs.csv").exists());
+    let r = numasim(&[
+        "merge",
+        s(&shards[0]),
+        s(&shards[1]),
+        s(&shards[2]),
+        "--out",
+        s(&merged),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_same_outputs(&one, &merged);
+
+    // What the files hold: 36 runs, 12 points x 11 aggregated metrics.
+    let runs = std::fs::read_to_string(one.join("runs.csv")).unwrap();
+    assert_eq!(runs.lines().count(), 1 + 36);
+    assert!(runs.starts_with(
+        "run,point,workload.synthetic.guests,policy.memory_mode,policy.strategy,workload.synthetic.offered_load,policy,seed,"
+    ));
+    let agg = std::fs::read_to_string(one.join("aggregate.csv")).unwrap();
+    assert_eq!(agg.lines().count(), 1 + 12 * 11);
+    let header: Vec<&str> = agg.lines().next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    for line in agg.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[col("n")], "3");
+        let (lo, mean, hi): (f64, f64, f64) = (
+            f[col("ci95_low")].parse().unwrap(),
+            f[col("mean")].parse().unwrap(),
+            f[col("ci95_high")].parse().unwrap(),
+        );
+        assert!(lo <= mean && mean <= hi, "{line}");
+    }
+    // The interleave policies are named by the grid, not by the scenario's list.
+    assert!(agg.contains(",1000,interleave,pack,1.1,pack-interleave,rejection_rate,3,"));
+    let svg = std::fs::read_to_string(one.join("rejection_vs_load.svg")).unwrap();
+    assert!(svg.contains("quickstart-sweep-small: rejection rate vs offered_load"));
+    assert!(svg.contains("offered load (mean memory demand / fleet memory)"));
+}
+
+#[test]
+fn an_interrupted_sweep_resumes_from_the_runs_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let r = sweep(&[SMALL, "--out", s(&full)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    // An interruption: half the runs recorded, one record torn mid-write.
+    let resumed = tmp.path().join("resumed");
+    let r = sweep(&[SMALL, "--out", s(&resumed), "--shard", "0/2"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    std::fs::write(resumed.join("runs/run-000004.json"), "{\"digest\": \"f7").unwrap();
+    let r = sweep(&[SMALL, "--out", s(&resumed)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("19 to run, 17 already recorded"),
+        "{}",
+        stderr(&r)
+    );
+    assert_same_outputs(&full, &resumed);
+    // Nothing left to do the second time.
+    let r = sweep(&[SMALL, "--out", s(&resumed)]);
+    assert!(
+        stderr(&r).contains("0 to run, 36 already recorded"),
+        "{}",
+        stderr(&r)
+    );
+    // --restart runs everything again.
+    let r = sweep(&[SMALL, "--out", s(&resumed), "--restart"]);
+    assert!(stderr(&r).contains("36 to run"), "{}", stderr(&r));
+}
+
+#[test]
+fn bad_sweeps_name_the_file_point_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let write = |body: &str| {
+        let p = tmp.path().join("bad.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"bad\"\nscenario = \"{}\"\n{body}",
+                scenarios.join("quickstart.toml").display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let cases = [
+        (
+            "[grid]\n\"workload.synthetc.offered_load\" = [0.5]\n",
+            "no `synthetc` on the way to `workload.synthetc.offered_load`",
+        ),
+        (
+            "[grid]\n\"policy.memory_mode\" = [\"strict\", \"loose\"]\n",
+            "point 1 (policy.memory_mode = \"loose\") makes the scenario invalid",
+        ),
+        (
+            "[grid]\n\"hosts\" = [0]\n",
+            "`hosts` = 0: expected a positive integer",
+        ),
+        (
+            "[grid]\n\"hosts\" = []\n",
+            "grid.\"hosts\": expected a non-empty list",
+        ),
+        ("replications = 0\n", "replications: expected at least 1"),
+        (
+            "[grid]\nhosts = [4]\n[plot]\nx = \"load\"\n",
+            "plot.x = `load` is not a parameter of the sweep (hosts)",
+        ),
+    ];
+    for (body, expected) in cases {
+        let p = write(body);
+        let r = sweep(&[s(&p), "--out", s(&tmp.path().join("out"))]);
+        assert_eq!(r.status.code(), Some(2), "{body}");
+        assert!(
+            stderr(&r).contains(expected) && stderr(&r).contains("bad.toml"),
+            "{body}: {}",
+            stderr(&r)
+        );
+    }
+    let r = sweep(&[SMALL, "--shard", "3/3"]);
+    assert!(stderr(&r).contains("--shard `3/3`: expected I/N"));
+}
+
+#[test]
+fn capacity_finds_the_smallest_quickstart_fleet_meeting_the_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = numasim(&[
+        "capacity",
+        "scenarios/quickstart.toml",
+        "--target",
+        "rejection_rate<=0.01",
+        "--policy",
+        "spread-interleave",
+        "--out",
+        s(tmp.path()),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let out = stdout(&r);
+    let answer: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("smallest fleet meeting every target: "))
+        .and_then(|l| l.strip_suffix(" hosts"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no answer in {out}"));
+    // The table shows the answer passing and one host fewer failing, each
+    // with its interval; the bisection started from the scenario's 32 hosts.
+    let row = |n: usize| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("| {n} |")))
+            .map(str::to_string)
+    };
+    assert!(row(answer).unwrap().ends_with("| yes |"), "{out}");
+    assert!(row(answer - 1).unwrap().ends_with("| no |"), "{out}");
+    assert!(row(32).is_some(), "{out}");
+    let csv = std::fs::read_to_string(tmp.path().join("capacity.csv")).unwrap();
+    assert!(csv.starts_with("hosts,metric,target,n,mean,ci95_low,ci95_high,meets\n"));
+    assert!(csv.contains(&format!("{answer},rejection_rate,<=0.01,3,")));
+    // A target nobody can meet within the limit is an error, not an answer.
+    let r = numasim(&[
+        "capacity",
+        "scenarios/quickstart.toml",
+        "--target",
+        "mem_alloc_mean>=0.99",
+        "--max-hosts",
+        "64",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(stderr(&r).contains("no fleet of up to 64 hosts meets mem_alloc_mean>=0.99"));
+}
+
+#[test]
+fn check_fails_on_a_deliberately_worse_policy() {
+    // The quickstart's policies under their baseline names, but every one
+    // binding memory strictly: the preferred and interleave guests now get
+    // OOM-killed, which the gate must catch.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        root.join("scenarios/flavors.csv"),
+        tmp.path().join("flavors.csv"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(root.join("scenarios/quickstart.toml")).unwrap();
+    let worse = text
+        .replace(
+            "memory_mode = \"preferred\"",
+            "memory_mode = \"strict\"\nname = \"spread-preferred\"",
+        )
+        .replace(
+            "memory_mode = \"interleave\"",
+            "memory_mode = \"strict\"\nname = \"spread-interleave\"",
+        );
+    assert_ne!(text, worse);
+    std::fs::write(tmp.path().join("worse.toml"), worse).unwrap();
+    let out = tmp.path().join("out");
+    let r = numasim(&["run", s(&tmp.path().join("worse.toml")), "--out", s(&out)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let r = numasim(&[
+        "check",
+        s(&out),
+        "--baseline",
+        "results/quickstart-baseline",
+    ]);
+    assert_eq!(r.status.code(), Some(1), "{}", stdout(&r));
+    let table = stdout(&r);
+    assert!(
+        table.contains("| spread-preferred | oom_kills |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| spread-interleave | rejection_rate |"),
+        "{table}"
+    );
+    // The unchanged policy passes.
+    assert!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("| spread-strict |"))
+            .all(|l| l.ends_with("| ok |")),
+        "{table}"
+    );
+    let junit = std::fs::read_to_string(out.join("check.junit.xml")).unwrap();
+    assert!(!junit.contains("failures=\"0\""), "{junit}");
+}
