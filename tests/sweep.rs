@@ -299,3 +299,75 @@ fn check_fails_on_a_deliberately_worse_policy() {
     let junit = std::fs::read_to_string(out.join("check.junit.xml")).unwrap();
     assert!(!junit.contains("failures=\"0\""), "{junit}");
 }
+
+#[test]
+fn slurm_array_and_kubernetes_indexed_job_shard_the_sweep() {
+    // Each script's own command, with the variables its scheduler sets.
+    let tmp = tempfile::tempdir().unwrap();
+    let single = tmp.path().join("single");
+    let r = sweep(&[SMALL, "--out", s(&single)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let bin = env!("CARGO_BIN_EXE_numasim");
+    let slurm_out = tmp.path().join("slurm");
+    for task in 10..13 {
+        // An array given as --array=10-12: shards 0..3 whatever the range.
+        let r = std::process::Command::new("bash")
+            .args(["deploy/slurm-sweep.sh", SMALL, s(&slurm_out)])
+            .env("NUMASIM", bin)
+            .env("SLURM_ARRAY_TASK_ID", task.to_string())
+            .env("SLURM_ARRAY_TASK_MIN", "10")
+            .env("SLURM_ARRAY_TASK_COUNT", "3")
+            .env("SLURM_CPUS_PER_TASK", "1")
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", stderr(&r));
+    }
+    let merged = tmp.path().join("slurm-merged");
+    let shards: Vec<String> = (0..3)
+        .map(|i| s(&slurm_out.join(format!("shard-{i}"))).to_string())
+        .collect();
+    let mut args = vec!["merge"];
+    args.extend(shards.iter().map(String::as_str));
+    args.extend(["--out", s(&merged)]);
+    assert!(numasim(&args).status.success());
+    assert_same_outputs(&single, &merged);
+
+    // The Job's container command: a folded YAML scalar under `args`.
+    let yaml = std::fs::read_to_string("deploy/k8s-sweep-job.yaml").unwrap();
+    let folded: Vec<&str> = yaml
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("- >-"))
+        .skip(1)
+        .take_while(|l| l.starts_with("              "))
+        .map(str::trim)
+        .collect();
+    let command = folded.join(" ");
+    assert!(command.starts_with("exec numasim sweep"), "{command}");
+    assert!(yaml.contains("completionMode: Indexed") && yaml.contains("completions: 8"));
+    let k8s_out = tmp.path().join("k8s");
+    let bin_dir = Path::new(bin).parent().unwrap();
+    for index in 0..8 {
+        let r = std::process::Command::new("sh")
+            .args(["-c", &command])
+            .env(
+                "PATH",
+                format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("JOB_COMPLETION_INDEX", index.to_string())
+            .env("SHARDS", "8")
+            .env("SWEEP", SMALL)
+            .env("OUT", s(&k8s_out))
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", stderr(&r));
+    }
+    let dirs: Vec<String> = (0..8)
+        .map(|i| s(&k8s_out.join(format!("shard-{i}"))).to_string())
+        .collect();
+    let merged = tmp.path().join("k8s-merged");
+    let mut args = vec!["merge"];
+    args.extend(dirs.iter().map(String::as_str));
+    args.extend(["--out", s(&merged)]);
+    assert!(numasim(&args).status.success());
+    assert_same_outputs(&single, &merged);
+}
