@@ -112,6 +112,23 @@ impl PySet {
         out
     }
 
+    /// `*self = self.coerced()`, without allocating when the result is known:
+    /// a fixed point stays, a two-layout cycle flips into the existing table.
+    pub fn coerce_in_place(&mut self) {
+        if self.coerce_stable {
+            return;
+        }
+        if let Some((pair, phase)) = &mut self.coerce_cycle {
+            let next = &pair[1 - *phase];
+            self.table.clone_from(&next.table);
+            self.fill = next.fill;
+            self.used = next.used;
+            *phase = 1 - *phase;
+            return;
+        }
+        *self = self.coerced();
+    }
+
     /// Whether coercing is known to give this very layout back.
     pub fn is_coerce_stable(&self) -> bool {
         self.coerce_stable
@@ -372,5 +389,33 @@ mod tests {
         assert!(s.contains(2) && s.contains(18));
         let t = PySet::from_iter_ordered([3, 1, 2]);
         assert_eq!(t.to_vec(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn coercing_in_place_follows_coerced_through_cycles() {
+        let mut cycles = 0;
+        for start in 0u32..64 {
+            for span in [1u32, 2, 5, 9, 17, 32, 33] {
+                let keys: Vec<u32> = (0..6).map(|k| start + k * span).collect();
+                let mut by_value = PySet::from_iter_ordered(keys.iter().rev().copied());
+                let mut in_place = by_value.clone();
+                let mut orders = Vec::new();
+                for _ in 0..5 {
+                    by_value = by_value.coerced();
+                    in_place.coerce_in_place();
+                    assert_eq!(by_value, in_place, "{keys:?}");
+                    assert_eq!(by_value.to_vec(), in_place.to_vec());
+                    orders.push(in_place.to_vec());
+                }
+                cycles += usize::from(orders[0] != orders[1]);
+            }
+        }
+        // The walk covers sets whose layout alternates, not only fixed points.
+        assert!(cycles > 0);
+        let mut pair = PySet::from_iter_ordered([3, 35]);
+        pair.coerce_in_place();
+        let first = pair.to_vec();
+        pair.coerce_in_place();
+        assert_ne!(first, pair.to_vec(), "{{3, 35}} alternates");
     }
 }

@@ -38,16 +38,14 @@ pub fn apply_usage(
     for (i, usage) in updates {
         usage.store(&mut host.cells[i]);
     }
-    // Nova rebuilds every cell, re-coercing its CPU sets; sets known to be
-    // coercion fixed points need nothing, the others are rebuilt.
+    // Nova rebuilds every cell, re-coercing its CPU sets (which can change
+    // their iteration order); known fixed points and cycles cost no allocation.
     for cell in &mut host.cells {
         for set in [&mut cell.cpuset, &mut cell.pcpuset]
             .into_iter()
             .chain(cell.siblings.iter_mut())
         {
-            if !set.is_coerce_stable() {
-                *set = set.coerced();
-            }
+            set.coerce_in_place();
         }
     }
     Ok(())
