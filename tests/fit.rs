@@ -309,3 +309,62 @@ fn fit_cli_answers_line_by_line() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("/nonexistent/cases.jsonl"));
 }
+
+/// The simulator claims and frees in place (`apply_usage`, with a fast path
+/// that skips copies); Nova builds a new topology (`usage_from_instance`,
+/// what the case answers check). On every shipped case both must agree: a
+/// claim, a second claim of the same guest (pinned CPUs make it an error,
+/// which must leave the host unchanged), and a free after the claim.
+#[test]
+fn claims_in_place_equal_novas_rebuilt_topology() {
+    use numasim::fit::case::prepare;
+    use numasim::fit::{apply_usage, usage_from_instance};
+    let mut claimed = 0;
+    let mut refused_twice = 0;
+    for c in jsonl("fit-cases/cases.jsonl")
+        .iter()
+        .chain(&jsonl("fit-cases/instance-cases.jsonl"))
+    {
+        let Ok(p) = prepare(c).and_then(|p| p.with_pci(c)) else {
+            continue;
+        };
+        let Ok(Some(f)) = p.fit(Mode::Nova) else {
+            continue;
+        };
+        let mut host = p.host.clone();
+        let rebuilt = usage_from_instance(&p.host, &f, false);
+        let in_place = apply_usage(&mut host, &f, false);
+        match (&rebuilt, &in_place) {
+            (Ok(r), Ok(())) => assert_eq!(*r, host, "{}", c["id"]),
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b, "{}", c["id"]);
+                continue;
+            }
+            _ => panic!("{}: {rebuilt:?} vs {in_place:?}", c["id"]),
+        }
+        claimed += 1;
+        let before = host.clone();
+        let again_rebuilt = usage_from_instance(&host, &f, false);
+        match (again_rebuilt, apply_usage(&mut host, &f, false)) {
+            (Ok(r), Ok(())) => assert_eq!(r, host, "{}", c["id"]),
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b, "{}", c["id"]);
+                assert_eq!(
+                    host, before,
+                    "{}: a refused claim changed the host",
+                    c["id"]
+                );
+                refused_twice += 1;
+            }
+            (a, b) => panic!("{}: second claim {a:?} vs {b:?}", c["id"]),
+        }
+        let mut freed = before.clone();
+        let free_rebuilt = usage_from_instance(&before, &f, true).unwrap();
+        apply_usage(&mut freed, &f, true).unwrap();
+        assert_eq!(free_rebuilt, freed, "{}", c["id"]);
+    }
+    assert!(
+        claimed > 900 && refused_twice > 600,
+        "{claimed} {refused_twice}"
+    );
+}

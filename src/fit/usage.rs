@@ -25,18 +25,8 @@ pub fn apply_usage(
     fitted: &GuestTopology,
     free: bool,
 ) -> Result<(), UsageError> {
-    // Work on copies of the usage fields of the touched cells, so an error
-    // changes nothing; the CPU sets are only read.
-    let mut updates = Vec::new();
-    for (i, hc) in host.cells.iter().enumerate() {
-        if fitted.cells.iter().any(|g| g.id == hc.id) {
-            let mut usage = Usage::of(hc);
-            usage.update(hc, fitted, free)?;
-            updates.push((i, usage));
-        }
-    }
-    for (i, usage) in updates {
-        usage.store(&mut host.cells[i]);
+    if !apply_in_place_if_valid(host, fitted, free) {
+        apply_via_copies(host, fitted, free)?;
     }
     // Nova rebuilds every cell, re-coercing its CPU sets (which can change
     // their iteration order); known fixed points and cycles cost no allocation.
@@ -47,6 +37,123 @@ pub fn apply_usage(
         {
             set.coerce_in_place();
         }
+    }
+    Ok(())
+}
+
+/// The CPUs a pinning guest cell pins (or unpins) on its host cell, each at
+/// least once: its pinning's values and reserved CPUs, widened to whole
+/// sibling sets under the `isolate` thread policy.
+fn for_each_pinned_cpu(
+    gc: &crate::request::GuestCell,
+    cell: &HostCell,
+    mut f: impl FnMut(u32) -> bool,
+) -> bool {
+    let direct = || {
+        gc.cpu_pinning
+            .iter()
+            .flat_map(|m| m.values().copied())
+            .chain(gc.cpuset_reserved.iter().flat_map(|r| r.iter().copied()))
+    };
+    if gc.cpu_thread_policy == Some(ThreadPolicy::Isolate) {
+        // Like Nova: only CPUs in a sibling set that a pinned CPU touches.
+        for sib in &cell.siblings {
+            if sib.iter().any(|c| direct().any(|p| p == c)) && !sib.iter().all(&mut f) {
+                return false;
+            }
+        }
+        true
+    } else {
+        direct().all(f)
+    }
+}
+
+/// The common case without copies: when each guest cell lands on its own
+/// host cell and nothing Nova checks can fail, the change is made in place
+/// and `true` returned; otherwise nothing is touched and `false` returned
+/// (the copying path then gives Nova's exact error, or result).
+fn apply_in_place_if_valid(host: &mut HostTopology, fitted: &GuestTopology, free: bool) -> bool {
+    let ids = &fitted.cells;
+    for (k, gc) in ids.iter().enumerate() {
+        if ids[..k].iter().any(|o| o.id == gc.id) {
+            return false;
+        }
+        if host
+            .cells
+            .iter()
+            .filter(|c| i64::from(c.id) == gc.id)
+            .count()
+            > 1
+        {
+            return false;
+        }
+    }
+    // Validate everything first.
+    for gc in ids {
+        let Some(cell) = host.cells.iter().find(|c| i64::from(c.id) == gc.id) else {
+            continue;
+        };
+        if !matches!(gc.pagesize, Some(p) if p != 0) && cell.smallest_pagesize().is_none() {
+            return false;
+        }
+        if CpuPolicy::pins(gc.cpu_policy)
+            && !for_each_pinned_cpu(gc, cell, |c| {
+                cell.pcpuset.contains(c) && cell.pinned_cpus.contains(c) == free
+            })
+        {
+            return false;
+        }
+    }
+    let sign: i64 = if free { -1 } else { 1 };
+    for gc in ids {
+        let Some(cell) = host.cells.iter_mut().find(|c| i64::from(c.id) == gc.id) else {
+            continue;
+        };
+        let pagesize = match gc.pagesize {
+            Some(p) if p != 0 => p,
+            _ => cell.smallest_pagesize().expect("validated above"),
+        };
+        for pages in cell.mempages.iter_mut().filter(|p| p.size_kb == pagesize) {
+            // Nova computes a float and the integer field truncates it.
+            let used = pages.used as f64
+                + (gc.memory_mb * 1024) as f64 / pages.size_kb as f64 * sign as f64;
+            pages.used = used.max(0.0).trunc() as i64;
+        }
+        cell.memory_usage_mb = (cell.memory_usage_mb + sign * gc.memory_mb).max(0);
+        cell.cpu_usage = (cell.cpu_usage + sign * gc.cpuset.len() as i64).max(0);
+        if CpuPolicy::pins(gc.cpu_policy) {
+            let mut pinned = std::mem::take(&mut cell.pinned_cpus);
+            for_each_pinned_cpu(gc, cell, |c| {
+                if free {
+                    pinned.remove(c);
+                } else {
+                    pinned.insert(c);
+                }
+                true
+            });
+            cell.pinned_cpus = pinned;
+        }
+    }
+    true
+}
+
+/// The general path: work on copies of the usage fields of the touched
+/// cells, so an error changes nothing; the CPU sets are only read.
+fn apply_via_copies(
+    host: &mut HostTopology,
+    fitted: &GuestTopology,
+    free: bool,
+) -> Result<(), UsageError> {
+    let mut updates = Vec::new();
+    for (i, hc) in host.cells.iter().enumerate() {
+        if fitted.cells.iter().any(|g| g.id == hc.id) {
+            let mut usage = Usage::of(hc);
+            usage.update(hc, fitted, free)?;
+            updates.push((i, usage));
+        }
+    }
+    for (i, usage) in updates {
+        usage.store(&mut host.cells[i]);
     }
     Ok(())
 }

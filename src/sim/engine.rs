@@ -82,10 +82,11 @@ pub struct SimConfig {
 
 /// What happened to an arrival.
 #[derive(Debug, Clone)]
-pub enum Decision {
+pub enum Decision<'a> {
+    /// `fitted`: the guest's topology on the host, for NUMA guests.
     Placed {
         host: usize,
-        fitted: Option<GuestTopology>,
+        fitted: Option<&'a GuestTopology>,
     },
     /// No host passed, or the request is invalid (`error`).
     Rejected { error: Option<RequestError> },
@@ -448,22 +449,24 @@ impl Simulation {
             self.placed.len() - 1
         });
         if let Some(d) = row.departure_s {
-            self.departures.push(Reverse((OrderedTime(d), row.row, slot)));
+            self.departures
+                .push(Reverse((OrderedTime(d), row.row, slot)));
         }
         self.running += 1;
-        // The observer sees the decision, then the record keeps the topology.
-        let decision = Decision::Placed { host, fitted };
         self.placed[slot] = Some(Placed {
             host,
-            fitted: None,
+            fitted,
             vcpu: vcpu_claim,
             mem,
             pages,
         });
-        obs.arrival(row.arrival_s, &row, &decision, self);
-        if let (Decision::Placed { fitted, .. }, Some(p)) = (decision, &mut self.placed[slot]) {
-            p.fitted = fitted;
-        }
+        let fitted = self.placed[slot].as_ref().and_then(|p| p.fitted.as_ref());
+        obs.arrival(
+            row.arrival_s,
+            &row,
+            &Decision::Placed { host, fitted },
+            self,
+        );
         Ok(())
     }
 
