@@ -81,7 +81,7 @@ fn apply_in_place_if_valid(host: &mut HostTopology, fitted: &GuestTopology, free
         if host
             .cells
             .iter()
-            .filter(|c| i64::from(c.id) == gc.id)
+            .filter(|c| c.id == gc.id)
             .count()
             > 1
         {
@@ -90,7 +90,7 @@ fn apply_in_place_if_valid(host: &mut HostTopology, fitted: &GuestTopology, free
     }
     // Validate everything first.
     for gc in ids {
-        let Some(cell) = host.cells.iter().find(|c| i64::from(c.id) == gc.id) else {
+        let Some(cell) = host.cells.iter().find(|c| c.id == gc.id) else {
             continue;
         };
         if !matches!(gc.pagesize, Some(p) if p != 0) && cell.smallest_pagesize().is_none() {
@@ -106,7 +106,7 @@ fn apply_in_place_if_valid(host: &mut HostTopology, fitted: &GuestTopology, free
     }
     let sign: i64 = if free { -1 } else { 1 };
     for gc in ids {
-        let Some(cell) = host.cells.iter_mut().find(|c| i64::from(c.id) == gc.id) else {
+        let Some(cell) = host.cells.iter_mut().find(|c| c.id == gc.id) else {
             continue;
         };
         let pagesize = match gc.pagesize {
