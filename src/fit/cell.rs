@@ -22,14 +22,14 @@ fn free_siblings(host: &HostCell, mode: Mode) -> Vec<Vec<u32>> {
     match mode {
         Mode::Nova => {
             let free = host.free_pcpus();
-            host.siblings
+            host.siblings()
                 .iter()
                 .map(|s| s.intersection(&free).to_vec())
                 .collect()
         }
         Mode::Clean => {
             let free: BTreeSet<u32> = host.free_pcpus().iter().collect();
-            host.siblings
+            host.siblings()
                 .iter()
                 .map(|s| {
                     let mut v: Vec<u32> = s.iter().filter(|c| free.contains(c)).collect();
@@ -119,10 +119,10 @@ pub fn fit_cell(
             }
         }
     }
-    if pins && cell.pcpuset.len() + reserved > host.pcpuset.len() {
+    if pins && cell.pcpuset.len() + reserved > host.pcpuset().len() {
         return Ok(CellFit::NoFit);
     }
-    if floats && cell.cpuset.len() > host.cpuset.len() {
+    if floats && cell.cpuset.len() > host.cpuset().len() {
         return Ok(CellFit::NoFit);
     }
     if pins {
@@ -135,7 +135,7 @@ pub fn fit_cell(
     }
     if floats && let Some(l) = limits {
         let cpu_usage = (host.cpu_usage + cell.cpuset.len() as i64) as f64;
-        if cpu_usage > host.cpuset.len() as f64 * l.cpu_allocation_ratio {
+        if cpu_usage > host.cpuset().len() as f64 * l.cpu_allocation_ratio {
             return Ok(CellFit::NoFit);
         }
         let ram_usage = (host.memory_usage_mb + cell.memory_mb) as f64;
@@ -173,17 +173,17 @@ pub fn may_fit(
         }
     }
     if pins
-        && (cell.pcpuset.len() + reserved > host.pcpuset.len()
+        && (cell.pcpuset.len() + reserved > host.pcpuset().len()
             || cell.pcpuset.len() + reserved > host.avail_pcpus())
     {
         return false;
     }
-    if floats && cell.cpuset.len() > host.cpuset.len() {
+    if floats && cell.cpuset.len() > host.cpuset().len() {
         return false;
     }
     if floats && let Some(l) = limits {
         if (host.cpu_usage + cell.cpuset.len() as i64) as f64
-            > host.cpuset.len() as f64 * l.cpu_allocation_ratio
+            > host.cpuset().len() as f64 * l.cpu_allocation_ratio
         {
             return false;
         }
@@ -249,7 +249,7 @@ fn pack_onto_cores(
     reserved: usize,
     mode: Mode,
 ) -> Result<bool, FitError> {
-    let Some(threads_per_core) = host.siblings.iter().map(|s| s.len()).max() else {
+    let Some(threads_per_core) = host.siblings().iter().map(|s| s.len()).max() else {
         return Err(FitError {
             kind: "ValueError",
             message: "max() arg is an empty sequence (host cell has no siblings)".into(),
@@ -274,7 +274,8 @@ fn pack_onto_cores(
             return Ok(false);
         };
         // Legacy `vcpu_pin_set` hosts only (cpuset == pcpuset); bug #1889633 otherwise.
-        if threads_per_core != 1 && !same_members(&host.pcpuset.to_vec(), &host.cpuset.to_vec()) {
+        if threads_per_core != 1 && !same_members(&host.pcpuset().to_vec(), &host.cpuset().to_vec())
+        {
             return Ok(false);
         }
         let pinning = get_pinning(1, full, &cores);

@@ -29,14 +29,9 @@ pub fn apply_usage(
         apply_via_copies(host, fitted, free)?;
     }
     // Nova rebuilds every cell, re-coercing its CPU sets (which can change
-    // their iteration order); known fixed points and cycles cost no allocation.
+    // their iteration order): one step along each cell's shared schedule.
     for cell in &mut host.cells {
-        for set in [&mut cell.cpuset, &mut cell.pcpuset]
-            .into_iter()
-            .chain(cell.siblings.iter_mut())
-        {
-            set.coerce_in_place();
-        }
+        cell.coerce_sets();
     }
     Ok(())
 }
@@ -57,7 +52,7 @@ fn for_each_pinned_cpu(
     };
     if gc.cpu_thread_policy == Some(ThreadPolicy::Isolate) {
         // Like Nova: only CPUs in a sibling set that a pinned CPU touches.
-        for sib in &cell.siblings {
+        for sib in cell.siblings() {
             if sib.iter().any(|c| direct().any(|p| p == c)) && !sib.iter().all(&mut f) {
                 return false;
             }
@@ -78,13 +73,7 @@ fn apply_in_place_if_valid(host: &mut HostTopology, fitted: &GuestTopology, free
         if ids[..k].iter().any(|o| o.id == gc.id) {
             return false;
         }
-        if host
-            .cells
-            .iter()
-            .filter(|c| c.id == gc.id)
-            .count()
-            > 1
-        {
+        if host.cells.iter().filter(|c| c.id == gc.id).count() > 1 {
             return false;
         }
     }
@@ -98,7 +87,7 @@ fn apply_in_place_if_valid(host: &mut HostTopology, fitted: &GuestTopology, free
         }
         if CpuPolicy::pins(gc.cpu_policy)
             && !for_each_pinned_cpu(gc, cell, |c| {
-                cell.pcpuset.contains(c) && cell.pinned_cpus.contains(c) == free
+                cell.pcpuset().contains(c) && cell.pinned_cpus.contains(c) == free
             })
         {
             return false;
@@ -168,12 +157,7 @@ pub fn usage_from_instance(
 ) -> Result<HostTopology, UsageError> {
     let mut out = host.clone();
     for cell in &mut out.cells {
-        for set in [&mut cell.cpuset, &mut cell.pcpuset]
-            .into_iter()
-            .chain(cell.siblings.iter_mut())
-        {
-            *set = set.coerced();
-        }
+        cell.coerce_sets();
         update_cell(cell, fitted, free)?;
     }
     Ok(out)
@@ -210,17 +194,12 @@ impl Usage {
         fitted: &GuestTopology,
         free: bool,
     ) -> Result<(), UsageError> {
-        let mut scratch = HostCell {
-            mempages: std::mem::take(&mut self.mempages),
-            pinned_cpus: std::mem::take(&mut self.pinned),
-            memory_usage_mb: self.memory_usage_mb,
-            cpu_usage: self.cpu_usage,
-            cpuset: Default::default(),
-            pcpuset: Default::default(),
-            siblings: Vec::new(),
-            ..cell.clone_header()
-        };
-        let result = update_cell_with(&mut scratch, &cell.pcpuset, &cell.siblings, fitted, free);
+        let mut scratch = cell.clone_header();
+        scratch.mempages = std::mem::take(&mut self.mempages);
+        scratch.pinned_cpus = std::mem::take(&mut self.pinned);
+        scratch.memory_usage_mb = self.memory_usage_mb;
+        scratch.cpu_usage = self.cpu_usage;
+        let result = update_cell_with(&mut scratch, cell.sets(), fitted, free);
         self.mempages = scratch.mempages;
         self.pinned = scratch.pinned_cpus;
         self.memory_usage_mb = scratch.memory_usage_mb;
@@ -231,19 +210,19 @@ impl Usage {
 
 /// The usage changes of one host cell from the guest cells placed on it.
 fn update_cell(cell: &mut HostCell, fitted: &GuestTopology, free: bool) -> Result<(), UsageError> {
-    let pcpuset = cell.pcpuset.clone();
-    let siblings = cell.siblings.clone();
-    update_cell_with(cell, &pcpuset, &siblings, fitted, free)
+    // The sets live in a shared schedule: a header copy reads them while the cell changes.
+    let view = cell.clone_header();
+    update_cell_with(cell, view.sets(), fitted, free)
 }
 
 /// `update_cell`, with the CPU sets passed apart from the usage fields.
 fn update_cell_with(
     cell: &mut HostCell,
-    pcpuset: &super::pyset::PySet,
-    siblings: &[super::pyset::PySet],
+    sets: &super::host::CpuSets,
     fitted: &GuestTopology,
     free: bool,
 ) -> Result<(), UsageError> {
+    let (pcpuset, siblings) = (&sets.pcpuset, &sets.siblings);
     let sign: i64 = if free { -1 } else { 1 };
     let mut memory_usage = cell.memory_usage_mb;
     let mut cpu_usage = cell.cpu_usage;

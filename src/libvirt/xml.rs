@@ -60,7 +60,7 @@ pub fn domain_xml(spec: &DomainSpec, fitted: &GuestTopology) -> String {
     let mut reserved: Vec<u32> = Vec::new();
     for c in &fitted.cells {
         let shared: Vec<u32> = host_pos(c.id)
-            .map(|p| spec.host.cells[p].cpuset.to_vec())
+            .map(|p| spec.host.cells[p].cpuset().to_vec())
             .unwrap_or_default();
         for &v in &c.cpuset {
             pins.push((v, format_cpu_list(&shared)));

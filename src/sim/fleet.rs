@@ -33,7 +33,7 @@ impl HostModel {
             cpus_per_cell: topo
                 .cells
                 .iter()
-                .map(|c| (c.cpuset.len() + c.pcpuset.len()) as u32)
+                .map(|c| (c.cpuset().len() + c.pcpuset().len()) as u32)
                 .collect(),
         }
     }
@@ -59,7 +59,7 @@ pub struct SimHost {
 
 impl SimHost {
     pub fn new(name: String, topo: HostTopology, model: Arc<HostModel>) -> SimHost {
-        let total_cpus = topo.cells.iter().map(|c| c.cpuset.len() as i64).sum();
+        let total_cpus = topo.cells.iter().map(|c| c.cpuset().len() as i64).sum();
         let total_mem = topo.cells.iter().map(|c| c.memory_mb).sum();
         let vcpu_used = topo.cells.iter().map(|c| c.cpu_usage).sum();
         let mem_used: i64 = topo.cells.iter().map(|c| c.memory_usage_mb).sum();
