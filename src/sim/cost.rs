@@ -25,38 +25,38 @@ impl Calibration {
         self.points.is_empty()
     }
 
+    /// The latency ratio of a SLIT value. `points` must be sorted by SLIT
+    /// and above 10 (the scenario parser sees to it); no allocation, as this
+    /// runs for every pair of cells of every placed guest.
     pub fn ratio(&self, slit: u32) -> f64 {
         if self.points.is_empty() {
             return f64::from(slit) / 10.0;
         }
-        let mut pts = vec![(10u32, 1.0f64)];
-        pts.extend(self.points.iter().copied().filter(|(s, _)| *s != 10));
-        pts.sort_by_key(|p| p.0);
-        if let Some(&(_, r)) = pts.iter().find(|(s, _)| *s == slit) {
-            return r;
+        let mut pts = std::iter::once((10u32, 1.0f64))
+            .chain(self.points.iter().copied().filter(|(s, _)| *s != 10));
+        let mut prev = pts.next().expect("the anchor");
+        if slit <= prev.0 {
+            return prev.1;
         }
-        let above = pts.iter().position(|(s, _)| *s > slit);
-        match above {
-            Some(0) => pts[0].1,
-            Some(k) => {
-                let (s0, r0) = pts[k - 1];
-                let (s1, r1) = pts[k];
-                r0 + (r1 - r0) * f64::from(slit - s0) / f64::from(s1 - s0)
+        let mut before_prev = None;
+        for p in pts {
+            if slit == p.0 {
+                return p.1;
             }
-            // Beyond the last point: extrapolate with the last segment's slope.
-            None => {
-                let (s1, r1) = pts[pts.len() - 1];
-                let (s0, r0) = if pts.len() > 1 {
-                    pts[pts.len() - 2]
-                } else {
-                    (10, 1.0)
-                };
-                if s1 == s0 {
-                    r1
-                } else {
-                    r1 + (r1 - r0) * f64::from(slit - s1) / f64::from(s1 - s0)
-                }
+            if slit < p.0 {
+                let (s0, r0) = prev;
+                return r0 + (p.1 - r0) * f64::from(slit - s0) / f64::from(p.0 - s0);
             }
+            before_prev = Some(prev);
+            prev = p;
+        }
+        // Beyond the last point: extrapolate with the last segment's slope.
+        let (s1, r1) = prev;
+        let (s0, r0) = before_prev.unwrap_or((10, 1.0));
+        if s1 == s0 {
+            r1
+        } else {
+            r1 + (r1 - r0) * f64::from(slit - s1) / f64::from(s1 - s0)
         }
     }
 }
@@ -134,5 +134,14 @@ mod tests {
         let (_, l) = guest_cost(&spill, &d, &cal);
         assert!((l - 1.14).abs() < 1e-12);
         assert!((cal.ratio(32) - (1.56 + 0.56 * 11.0 / 11.0)).abs() < 1e-12);
+        // Between points, and at the anchor.
+        let cal = Calibration {
+            points: vec![(16, 1.3), (22, 1.9)],
+        };
+        assert!((cal.ratio(13) - 1.15).abs() < 1e-12);
+        assert!((cal.ratio(19) - 1.6).abs() < 1e-12);
+        assert_eq!(cal.ratio(10), 1.0);
+        assert_eq!(cal.ratio(16), 1.3);
+        assert!((cal.ratio(28) - 2.5).abs() < 1e-12);
     }
 }
