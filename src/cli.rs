@@ -50,6 +50,24 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Time whole runs (one thread) at several fleet sizes and guest counts:
+    /// events, placements and fit calls per second, peak memory.
+    Bench {
+        /// Scenario file (TOML); its fleet mix is scaled to each host count.
+        scenario: PathBuf,
+        /// Fleet sizes, comma-separated (default: the scenario's).
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<usize>,
+        /// Guest counts of the synthetic workload, comma-separated (default: the scenario's).
+        #[arg(long, value_delimiter = ',')]
+        guests: Vec<u64>,
+        /// Only this policy (default: each of the scenario's).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Also append the table, with the machine, to this Markdown file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// Join the output directories of a sweep's shards into the CSVs and
     /// plots a single run gives.
     Merge {
@@ -278,6 +296,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(args) => run_scenario(args),
         Command::Sweep(args) => sweep(args),
         Command::Merge { dirs, out } => merge(dirs, out),
+        Command::Bench {
+            scenario,
+            hosts,
+            guests,
+            policy,
+            record,
+        } => bench(scenario, hosts, guests, policy, record),
         Command::Capacity {
             scenario,
             targets,
@@ -657,6 +682,62 @@ fn capacity(
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
         write_atomically(&dir.join("capacity.csv"), plan.csv().as_bytes())?;
+    }
+    Ok(0)
+}
+
+fn bench(
+    scenario: PathBuf,
+    hosts: Vec<usize>,
+    guests: Vec<u64>,
+    policy: Option<String>,
+    record: Option<PathBuf>,
+) -> Result<i32> {
+    use numasim::bench;
+    let hosts = if hosts.is_empty() {
+        vec![
+            numasim::run::prepare(&scenario, &Default::default())?
+                .hosts
+                .len(),
+        ]
+    } else {
+        hosts
+    };
+    let rows = bench::bench(&scenario, &hosts, &guests, policy.as_deref(), &mut |r| {
+        eprintln!(
+            "{} hosts, {} guests, {}: {:.2} s, {:.2} µs/event",
+            r.hosts,
+            r.guests,
+            r.policy,
+            r.wall_s,
+            r.us_per_event()
+        );
+    })?;
+    let table = bench::table(&rows);
+    print!("{table}");
+    if let Some(path) = record {
+        use std::io::Write;
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        writeln!(
+            f,
+            "\n`numasim bench {}` (numasim {}, {cpu}, {cores} cores, one thread per run):\n\n{table}",
+            scenario.display(),
+            env!("CARGO_PKG_VERSION"),
+        )?;
     }
     Ok(0)
 }

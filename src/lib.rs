@@ -3,6 +3,7 @@
 //! The core modules (`topology`, and the ones built on it) take values and
 //! return values; only [`load`] reads files. See ARCHITECTURE.md.
 
+pub mod bench;
 pub mod capacity;
 pub mod check;
 pub mod convert;

@@ -42,6 +42,9 @@ pub struct RunResult {
     pub metrics: RunMetrics,
     pub samples: Vec<Sample>,
     pub skipped_rows: u64,
+    /// Whole-run counts (warm-up and drain included), for throughput.
+    pub events: u64,
+    pub placements: u64,
 }
 
 /// A scenario with its files read.
@@ -399,6 +402,8 @@ impl Prepared {
             metrics,
             samples,
             skipped_rows: skipped,
+            events: sim.arrivals + sim.departures_done,
+            placements: sim.placements,
         })
     }
 }

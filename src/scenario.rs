@@ -248,13 +248,9 @@ impl CostSpec {
     pub fn calibration(&self) -> Result<Calibration, String> {
         let mut points = Vec::new();
         for (k, v) in &self.calibration {
-            let slit: u32 = k
-                .parse()
-                .ok()
-                .filter(|s| *s >= 10)
-                .ok_or_else(|| {
-                    format!("cost.calibration: key `{k}` is not a SLIT value (an integer, 10 or more)")
-                })?;
+            let slit: u32 = k.parse().ok().filter(|s| *s >= 10).ok_or_else(|| {
+                format!("cost.calibration: key `{k}` is not a SLIT value (an integer, 10 or more)")
+            })?;
             if !v.is_finite() || *v <= 0.0 {
                 return Err(format!("cost.calibration.{k}: {v} is not a positive ratio"));
             }

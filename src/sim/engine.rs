@@ -15,7 +15,6 @@ use crate::request::{GuestTopology, ImageProps, RequestError, numa_get_constrain
 use crate::trace::{Catalog, TraceRow};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 /// How the scheduler picks among hosts that pass the filters.
@@ -151,14 +150,17 @@ pub struct Simulation {
     placed: Vec<Option<Placed>>,
     free_slots: Vec<usize>,
     running: usize,
-    /// (departure time, trace row, slot) in 16 bytes; a 4-ary heap, so the
-    /// four children of a node share one cache line.
-    departures: dary_heap::QuaternaryHeap<Reverse<(OrderedTime, u32, u32)>>,
+    /// (departure time, trace row, slot), in (time, row) order.
+    departures: super::queue::DepartureQueue,
     /// Hosts ordered for the strategy: (key, fleet index); first passing wins.
     order: BTreeSet<(i64, usize)>,
     rng: ChaCha8Rng,
     pub now: f64,
     pub fit_calls: u64,
+    /// Events processed, for throughput figures: arrivals, departures, placements.
+    pub arrivals: u64,
+    pub departures_done: u64,
+    pub placements: u64,
     /// Per-demand page placement of the guest being placed (for its cost).
     last_demands: Vec<Vec<f64>>,
     /// Fleet-wide claimed CPUs (floating vCPUs plus pinned pCPUs) and memory.
@@ -207,11 +209,14 @@ impl Simulation {
             placed: Vec::new(),
             free_slots: Vec::new(),
             running: 0,
-            departures: dary_heap::QuaternaryHeap::new(),
+            departures: super::queue::DepartureQueue::new(),
             order: BTreeSet::new(),
             rng,
             now: 0.0,
             fit_calls: 0,
+            arrivals: 0,
+            departures_done: 0,
+            placements: 0,
             last_demands: Vec::new(),
             claimed_cpus: 0,
             claimed_mem: 0,
@@ -283,11 +288,12 @@ impl Simulation {
         all: bool,
         obs: &mut dyn Observer,
     ) -> Result<(), SimError> {
-        while let Some(Reverse((OrderedTime(dt), row, slot))) = self.departures.peek().copied() {
+        while let Some((OrderedTime(dt), row, slot)) = self.departures.peek() {
             if !all && dt > t {
                 break;
             }
             self.departures.pop();
+            self.departures_done += 1;
             self.now = dt;
             let row = row as usize;
             self.depart(slot as usize)?;
@@ -327,6 +333,7 @@ impl Simulation {
 
     fn arrive(&mut self, row: TraceRow, obs: &mut dyn Observer) -> Result<(), SimError> {
         self.now = row.arrival_s;
+        self.arrivals += 1;
         let (flavor_vcpus, flavor_mem) = {
             let f = &self.catalog.flavors[row.flavor];
             (f.vcpus, f.memory_mb)
@@ -456,9 +463,10 @@ impl Simulation {
                 .ok()
                 .zip(u32::try_from(slot).ok())
                 .ok_or(SimError::TooLarge(row.row))?;
-            self.departures.push(Reverse((OrderedTime(d), key.0, key.1)));
+            self.departures.push((OrderedTime(d), key.0, key.1));
         }
         self.running += 1;
+        self.placements += 1;
         self.placed[slot] = Some(Placed {
             host,
             fitted,

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod fleet;
 pub mod memory;
 pub mod metrics;
+pub mod queue;
 
 pub use engine::{
     Decision, GuestCost, HostCheck, Observer, SimConfig, SimError, Simulation, Strategy,
