@@ -82,7 +82,13 @@ fn sixteen_cells(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sixteen_cells);
+// Criterion's own charts would need a system font; numasim's plotters build has
+// none registered here, and the figures are what matters.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = sixteen_cells
+}
 
 fn main() {
     shared_cases();

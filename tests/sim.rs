@@ -527,13 +527,17 @@ mod index_vs_scan {
         }
     }
 
-    /// Every host checked, in fleet order; spread/pack keep the first best.
+    /// Every host checked, in fleet order; spread/pack keep the first best,
+    /// random draws among all passing hosts.
     fn scan(
         hosts: &mut [SimHost],
         rows: &[TraceRow],
         strategy: Strategy,
         catalog: &numasim::trace::Catalog,
     ) -> Vec<Option<usize>> {
+        use rand::{RngExt, SeedableRng};
+        // The engine's seeded pick for `random`, over every passing host in fleet order.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let mut out = Vec::new();
         let mut live: Vec<(
             f64,
@@ -559,6 +563,7 @@ mod index_vs_scan {
                 t.cells.iter().map(|c| c.cpuset.len() as i64).sum()
             });
             let mut best: Option<(usize, Option<numasim::request::GuestTopology>, i64)> = None;
+            let mut passing = Vec::new();
             for (i, h) in hosts.iter().enumerate() {
                 let l: &Limits = h.limits.as_ref().unwrap();
                 if (h.vcpu_used + vcpus) as f64 > h.total_cpus as f64 * l.cpu_allocation_ratio
@@ -583,6 +588,10 @@ mod index_vs_scan {
                     },
                 };
                 let free = h.free_ram();
+                if strategy == Strategy::Random {
+                    passing.push((i, fitted, free));
+                    continue;
+                }
                 let better = match (&best, strategy) {
                     (None, _) => true,
                     (Some((_, _, b)), Strategy::Spread) => free > *b,
@@ -595,6 +604,10 @@ mod index_vs_scan {
                 if strategy == Strategy::FirstFit {
                     break;
                 }
+            }
+            if strategy == Strategy::Random && !passing.is_empty() {
+                let k = rng.random_range(0..passing.len());
+                best = Some(passing.swap_remove(k));
             }
             match best {
                 None => out.push(None),
@@ -637,7 +650,7 @@ mod index_vs_scan {
         fn index_decides_like_a_full_scan(
             models in prop::collection::vec((1usize..3, 2i64..9, 0usize..3), 2..7),
             guests in prop::collection::vec((0usize..5, 1u32..40, 1u32..200), 20..120),
-            strategy in prop::sample::select(vec![Strategy::Spread, Strategy::Pack, Strategy::FirstFit]),
+            strategy in prop::sample::select(vec![Strategy::Spread, Strategy::Pack, Strategy::FirstFit, Strategy::Random]),
         ) {
             let catalog = read_catalog(FLAVORS.as_bytes()).unwrap();
             let ratios = [1.0, 1.25, 1.5];
