@@ -149,16 +149,40 @@ enum TraceCmd {
         host: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: ShowFormat,
+        /// Draw concurrent demand over time: PLOT-vcpus and PLOT-memory (.png, .svg).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Convert a public trace into the native trace CSV (and its flavors).
     Convert {
         #[arg(long, value_enum)]
-        from: TraceFormat,
+        from: numasim::convert::Format,
+        /// The source file (for azure-packing-2020, the SQLite database).
         input: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
         #[arg(long)]
         flavors_out: PathBuf,
+        /// Keep guests arriving at or after this time (s); it becomes time 0.
+        #[arg(long)]
+        since: Option<f64>,
+        /// Keep guests arriving before this time (s, source clock).
+        #[arg(long)]
+        until: Option<f64>,
+        /// Keep each guest with this probability (seeded by --seed and its id).
+        #[arg(long)]
+        sample: Option<f64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Keep the first N guests by arrival (after the other cuts).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// azure-packing-2020: cores of the machine the size fractions refer to.
+        #[arg(long, default_value_t = 48.0)]
+        machine_cores: f64,
+        /// azure-packing-2020: memory (GB) of that machine.
+        #[arg(long, default_value_t = 384.0)]
+        machine_memory_gb: f64,
     },
 }
 
@@ -179,12 +203,7 @@ enum LibvirtCmd {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum TraceFormat {
-    /// Alibaba GPU cluster trace 2023 pod list (openb_pod_list_*.csv).
-    #[value(name = "alibaba-gpu-2023")]
-    AlibabaGpu2023,
-}
+
 
 #[derive(clap::Args)]
 struct RunArgs {
@@ -885,6 +904,7 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
             flavors,
             host,
             format,
+            plot,
         } => {
             let catalog = numasim::trace::read_catalog(open(&flavors)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", flavors.display()))?;
@@ -913,6 +933,14 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
                 ),
                 ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
             }
+            if let Some(base) = plot {
+                let name = trace
+                    .file_stem()
+                    .map_or("trace".into(), |f| f.to_string_lossy().to_string());
+                for p in numasim::tracestats::plot_demand(&s, &name, &base)? {
+                    eprintln!("{}", p.display());
+                }
+            }
             Ok(0)
         }
         TraceCmd::Convert {
@@ -920,16 +948,33 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
             input,
             output,
             flavors_out,
+            since,
+            until,
+            sample,
+            seed,
+            limit,
+            machine_cores,
+            machine_memory_gb,
         } => {
-            let converted = match from {
-                TraceFormat::AlibabaGpu2023 => numasim::convert::alibaba_gpu_2023(open(&input)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?,
+            let cuts = numasim::convert::Cuts {
+                since,
+                until,
+                sample,
+                limit,
+                seed,
             };
+            let rules = numasim::convert::SizeRules {
+                machine_cores,
+                machine_memory_gb,
+            };
+            let converted = numasim::convert::convert(from, &input, &cuts, &rules)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
             write_atomically(&output, converted.trace_csv.as_bytes())?;
             write_atomically(&flavors_out, converted.flavors_csv.as_bytes())?;
             eprintln!(
-                "{} guests written, {} rows dropped{}",
+                "{} guests written, {} cut, {} rows dropped{}",
                 converted.rows,
+                converted.cut,
                 converted.dropped,
                 if converted.dropped_examples.is_empty() {
                     String::new()

@@ -56,6 +56,9 @@ pub struct Prepared {
     pub touched: Vec<f64>,
     pub trace: Option<PathBuf>,
     pub skip_bad_rows: bool,
+    /// Per catalog flavor: (rule index, share, shaped flavor) for each shape
+    /// rule it matches, in rule order (`flavors.shapes`).
+    pub shapes: Vec<Vec<(usize, f64, usize)>>,
 }
 
 fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunError> {
@@ -149,6 +152,7 @@ pub fn prepare_scenario(
     if let Some(seed) = ov.seed {
         scenario.seeds = vec![seed];
     }
+    expand_node_lists(&mut scenario, &base)?;
     let counts: Vec<usize> = scenario.fleet.iter().map(|f| f.count).collect();
     let counts = match ov.hosts {
         Some(n) => scaled_counts(&counts, n),
@@ -203,6 +207,8 @@ pub fn prepare_scenario(
         )
         .map_err(|m| RunError(format!("{}: flavors: {m}", path.display())))?,
     };
+    let (catalog, shapes) = add_shapes(catalog, &scenario.flavors.shapes)
+        .map_err(|m| RunError(format!("{}: flavors.shapes: {m}", path.display())))?;
     let default_touched = scenario.flavors.default_touched_fraction;
     if !(0.0..=1.0).contains(&default_touched) {
         return err(format!(
@@ -225,6 +231,12 @@ pub fn prepare_scenario(
             ));
         }
         touched[i] = *frac;
+    }
+    // Shaped flavors touch what their base flavor touches.
+    for (f, rules) in shapes.iter().enumerate() {
+        for &(_, _, shaped) in rules {
+            touched[shaped] = touched[f];
+        }
     }
     if let Some(syn) = &scenario.workload.synthetic
         && ov.trace.is_none()
@@ -250,7 +262,134 @@ pub fn prepare_scenario(
         touched,
         trace,
         skip_bad_rows: ov.skip_bad_rows,
+        shapes,
     })
+}
+
+/// Adds a shaped variant of every flavor for every rule it matches.
+#[allow(clippy::type_complexity)]
+fn add_shapes(
+    catalog: Catalog,
+    rules: &[crate::scenario::ShapeRule],
+) -> Result<(Catalog, Vec<Vec<(usize, f64, usize)>>), String> {
+    let base = catalog.flavors.len();
+    let mut flavors = catalog.flavors;
+    let mut shapes = vec![Vec::new(); base];
+    for (f, shape) in shapes.iter_mut().enumerate() {
+        for (k, rule) in rules.iter().enumerate() {
+            let flavor = &flavors[f];
+            if !rule.matches(flavor.vcpus, flavor.memory_mb) {
+                continue;
+            }
+            let mut shaped = flavor.clone();
+            shaped.name = format!(
+                "{}+{}",
+                flavor.name,
+                rule.name.clone().unwrap_or_else(|| format!("shape{k}"))
+            );
+            shaped
+                .extra_specs
+                .extend(crate::trace::parse_pairs(&rule.extra_specs)?);
+            shape.push((k, rule.share, flavors.len()));
+            flavors.push(shaped);
+        }
+    }
+    Ok((Catalog::new(flavors)?, shapes))
+}
+
+/// Whether a guest draws a rule's share: by its id, the rule and the seed,
+/// so the same guests get the same shape under every policy.
+fn draws_share(id: &str, rule: usize, seed: u64, share: f64) -> bool {
+    if share >= 1.0 {
+        return true;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed ^ ((rule as u64) << 32);
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    use rand::{RngExt, SeedableRng};
+    rand_chacha::ChaCha8Rng::seed_from_u64(h).random::<f64>() < share
+}
+
+/// Replaces each `nodes` fleet entry by one synthetic entry per distinct
+/// node size (in order of first appearance), with its count.
+fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunError> {
+    use crate::scenario::NodeListFormat;
+    let mut fleet = Vec::new();
+    for (i, entry) in scenario.fleet.iter().enumerate() {
+        let Some(nodes) = &entry.nodes else {
+            fleet.push(entry.clone());
+            continue;
+        };
+        let path = base.join(&nodes.file);
+        let shown = path.display();
+        let f = std::fs::File::open(&path)
+            .map_err(|e| RunError(format!("fleet[{i}].nodes.file {shown}: {e}")))?;
+        let mut r = csv::Reader::from_reader(std::io::BufReader::new(f));
+        let headers = r
+            .headers()
+            .map_err(|e| RunError(format!("{shown}: {e}")))?
+            .clone();
+        let NodeListFormat::AlibabaGpu2023 = nodes.format;
+        let col = |name: &str| {
+            headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
+                RunError(format!(
+                    "{shown}: line 1: header lacks `{name}`; expected sn,cpu_milli,memory_mib,gpu,model"
+                ))
+            })
+        };
+        let (c_cpu, c_mem) = (col("cpu_milli")?, col("memory_mib")?);
+        let mut sizes: Vec<((u64, u64), usize)> = Vec::new();
+        for rec in r.records() {
+            let rec = rec.map_err(|e| RunError(format!("{shown}: {e}")))?;
+            let line = rec.position().map_or(0, |p| p.line());
+            let num = |c: usize, what: &str| -> Result<u64, RunError> {
+                let v = rec.get(c).unwrap_or("").trim();
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .map(|x| x.round() as u64)
+                    .ok_or_else(|| {
+                        RunError(format!("{shown}: line {line}: {what} `{v}` is not a positive number"))
+                    })
+            };
+            let key = (num(c_cpu, "cpu_milli")? / 1000, num(c_mem, "memory_mib")?);
+            match sizes.iter_mut().find(|s| s.0 == key) {
+                Some(s) => s.1 += 1,
+                None => sizes.push((key, 1)),
+            }
+        }
+        if sizes.is_empty() {
+            return err(format!("{shown}: the node list has no nodes"));
+        }
+        for ((cpus, mem_mb), count) in sizes {
+            let sockets = u64::from(nodes.sockets);
+            let per_node = (cpus / sockets).max(1);
+            let threads = u64::from(nodes.threads_per_core);
+            let threads = if per_node % threads == 0 { threads } else { 1 };
+            let spec = crate::topology::synth::SynthSpec {
+                name: Some(format!("node-{cpus}c-{}g", mem_mb / 1024)),
+                sockets: nodes.sockets,
+                nodes_per_socket: 1,
+                cores_per_node: (per_node / threads) as u32,
+                threads_per_core: threads as u32,
+                memory_mb_per_node: mem_mb / sockets,
+                node_memory_mb: Vec::new(),
+                hugepages: Vec::new(),
+                base_page_kb: 4,
+                cpuless: Vec::new(),
+                distances: Default::default(),
+            };
+            let mut e = entry.clone();
+            e.nodes = None;
+            e.synthetic = Some(spec);
+            e.count = count;
+            fleet.push(e);
+        }
+    }
+    scenario.fleet = fleet;
+    Ok(())
 }
 
 fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
@@ -259,6 +398,18 @@ fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
 }
 
 impl Prepared {
+    /// The row with its shaped flavor, if a shape rule picks it.
+    fn shape(&self, mut row: crate::trace::TraceRow, seed: u64) -> crate::trace::TraceRow {
+        if let Some(rules) = self.shapes.get(row.flavor)
+            && let Some(&(_, _, shaped)) = rules
+                .iter()
+                .find(|(k, share, _)| draws_share(&row.id, *k, seed, *share))
+        {
+            row.flavor = shaped;
+        }
+        row
+    }
+
     /// The synthetic workload's mix as (weight, catalog index).
     fn synthetic_mix(&self) -> Vec<(f64, usize)> {
         self.scenario
@@ -359,7 +510,8 @@ impl Prepared {
                 )
                 .map_err(|e| RunError(format!("{}: {e}", path.display())))?;
                 let rows = (&mut reader)
-                    .take_while(|r| r.as_ref().map_or(true, |row| row.arrival_s <= horizon));
+                    .take_while(|r| r.as_ref().map_or(true, |row| row.arrival_s <= horizon))
+                    .map(|r| r.map(|row| self.shape(row, seed)));
                 sim.run_arrivals(rows, &mut metrics).map_err(|e| match e {
                     crate::sim::SimError::Trace(t) => RunError(format!("{}: {t}", path.display())),
                     other => RunError(other.to_string()),
@@ -381,7 +533,7 @@ impl Prepared {
                     self.fleet_memory_mb() as f64,
                     self.scenario.horizon_s,
                 );
-                sim.run_arrivals(stream, &mut metrics)
+                sim.run_arrivals(stream.map(|r| r.map(|row| self.shape(row, seed))), &mut metrics)
                     .map_err(|e| RunError(e.to_string()))?;
             }
         }

@@ -55,9 +55,40 @@ pub struct FleetEntry {
     /// A synthetic host description.
     #[serde(default)]
     pub synthetic: Option<SynthSpec>,
+    /// A public trace's node list: one host model per distinct size.
+    #[serde(default)]
+    pub nodes: Option<NodeList>,
+    /// How many hosts (not with `nodes`, which counts them itself).
+    #[serde(default)]
     pub count: usize,
     #[serde(default)]
     pub config: HostConfigSpec,
+}
+
+/// A node list of a public trace as a fleet. Public traces give each
+/// node's CPUs and memory but not its NUMA layout: each node becomes a host
+/// of `sockets` NUMA nodes (one per socket), its logical CPUs and memory
+/// split evenly, `threads_per_core` threads per core where the split allows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeList {
+    pub file: String,
+    pub format: NodeListFormat,
+    #[serde(default = "two")]
+    pub sockets: u32,
+    #[serde(default = "two")]
+    pub threads_per_core: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum NodeListFormat {
+    /// `openb_node_list_*.csv`: `sn,cpu_milli,memory_mib,gpu,model`.
+    #[serde(rename = "alibaba-gpu-2023")]
+    AlibabaGpu2023,
+}
+
+fn two() -> u32 {
+    2
 }
 
 /// Nova host configuration for a fleet entry.
@@ -111,6 +142,42 @@ pub struct Flavors {
     /// The touched fraction of flavors `touched_fraction` does not name.
     #[serde(default = "one")]
     pub default_touched_fraction: f64,
+    /// NUMA shapes for flavors that have none (public traces give vCPUs and
+    /// memory only): the first rule a guest's flavor matches, and whose
+    /// share the guest draws, adds its extra specs to that guest.
+    #[serde(default)]
+    pub shapes: Vec<ShapeRule>,
+}
+
+/// `{ min_vcpus = 8, extra_specs = "hw:numa_nodes=2" }`,
+/// `{ share = 0.2, extra_specs = "hw:cpu_policy=dedicated", name = "pinned" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShapeRule {
+    #[serde(default)]
+    pub min_vcpus: Option<i64>,
+    #[serde(default)]
+    pub max_vcpus: Option<i64>,
+    #[serde(default)]
+    pub min_memory_mb: Option<i64>,
+    #[serde(default)]
+    pub max_memory_mb: Option<i64>,
+    /// Fraction of the matching guests that get the shape (by guest id and seed).
+    #[serde(default = "one")]
+    pub share: f64,
+    pub extra_specs: String,
+    /// Suffix of the shaped flavors' names (`m1.large+<name>`); default `shape<N>`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl ShapeRule {
+    pub fn matches(&self, vcpus: i64, memory_mb: i64) -> bool {
+        self.min_vcpus.is_none_or(|m| vcpus >= m)
+            && self.max_vcpus.is_none_or(|m| vcpus <= m)
+            && self.min_memory_mb.is_none_or(|m| memory_mb >= m)
+            && self.max_memory_mb.is_none_or(|m| memory_mb <= m)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -309,11 +376,30 @@ impl Scenario {
         for (i, f) in self.fleet.iter().enumerate() {
             let sources = usize::from(f.preset.is_some())
                 + usize::from(f.file.is_some())
-                + usize::from(f.synthetic.is_some());
+                + usize::from(f.synthetic.is_some())
+                + usize::from(f.nodes.is_some());
             if sources != 1 {
                 return bad(format!(
-                    "fleet[{i}]: give exactly one of `preset`, `file` and `synthetic`"
+                    "fleet[{i}]: give exactly one of `preset`, `file`, `synthetic` and `nodes`"
                 ));
+            }
+            match (&f.nodes, f.count) {
+                (None, 0) => {
+                    return bad(format!(
+                        "fleet[{i}].count: give the number of hosts (1 or more)"
+                    ));
+                }
+                (Some(_), c) if c > 0 => {
+                    return bad(format!(
+                        "fleet[{i}]: `count` does not go with `nodes` (the node list counts its hosts)"
+                    ));
+                }
+                (Some(n), _) if n.sockets == 0 || n.threads_per_core == 0 => {
+                    return bad(format!(
+                        "fleet[{i}].nodes: sockets and threads_per_core must be 1 or more"
+                    ));
+                }
+                _ => {}
             }
             if f.config.cpu_allocation_ratio <= 0.0 || f.config.ram_allocation_ratio <= 0.0 {
                 return bad(format!(
@@ -355,6 +441,17 @@ impl Scenario {
         }
         if self.flavors.file.is_none() && self.flavors.list.is_empty() {
             return bad("flavors: give `file` or [[flavors.list]] entries".into());
+        }
+        for (i, r) in self.flavors.shapes.iter().enumerate() {
+            if !(0.0..=1.0).contains(&r.share) {
+                return bad(format!(
+                    "flavors.shapes[{i}].share = {}: expected a fraction in [0, 1]",
+                    r.share
+                ));
+            }
+            if let Err(m) = crate::trace::parse_pairs(&r.extra_specs) {
+                return bad(format!("flavors.shapes[{i}].extra_specs: {m}"));
+            }
         }
         if self.output.timeseries_interval_s <= 0.0 {
             return bad("output.timeseries_interval_s must be positive".into());

@@ -28,6 +28,47 @@ pub struct TraceStats {
     /// Time-weighted over the trace's span.
     pub mean_vcpus: f64,
     pub mean_memory_mb: f64,
+    /// Concurrent demand per hour of the trace: (hour, peak vCPUs, peak
+    /// memory MB) — what the demand plot draws; hours without events carry
+    /// the level of the hour before.
+    #[serde(skip)]
+    pub demand_by_hour: Vec<(i64, i64, i64)>,
+}
+
+/// Per hour: (peak vCPUs, peak MB, last vCPUs, last MB).
+type HourDemand = BTreeMap<i64, (i64, i64, i64, i64)>;
+
+fn note_demand(by_hour: &mut HourDemand, t: f64, vcpus: i64, mem: i64) {
+    let e = by_hour
+        .entry((t / 3600.0).floor() as i64)
+        .or_insert((vcpus, mem, vcpus, mem));
+    e.0 = e.0.max(vcpus);
+    e.1 = e.1.max(mem);
+    e.2 = vcpus;
+    e.3 = mem;
+}
+
+fn fill_hours(by_hour: &HourDemand) -> Vec<(i64, i64, i64)> {
+    let mut out = Vec::new();
+    let mut carried: Option<(i64, i64)> = None;
+    let (Some(first), Some(last)) = (by_hour.keys().next(), by_hour.keys().next_back()) else {
+        return out;
+    };
+    for h in *first..=*last {
+        match by_hour.get(&h) {
+            Some(&(pv, pm, lv, lm)) => {
+                // The level carried in also held during this hour.
+                let (cv, cm) = carried.unwrap_or((0, 0));
+                out.push((h, pv.max(cv), pm.max(cm)));
+                carried = Some((lv, lm));
+            }
+            None => {
+                let (cv, cm) = carried.unwrap_or((0, 0));
+                out.push((h, cv, cm));
+            }
+        }
+    }
+    out
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -50,6 +91,7 @@ pub fn stats(
     let (mut area_cpu, mut area_mem) = (0.0, 0.0);
     let mut last_t: Option<f64> = None;
     let mut first_t = None;
+    let mut by_hour: HourDemand = BTreeMap::new();
     let mut advance = |t: f64, vcpus: i64, mem: i64, last_t: &mut Option<f64>| {
         if let Some(l) = *last_t {
             area_cpu += vcpus as f64 * (t - l);
@@ -68,6 +110,7 @@ pub fn stats(
             advance(t, vcpus, mem, &mut last_t);
             vcpus -= c;
             mem -= m;
+            note_demand(&mut by_hour, t, vcpus, mem);
         }
         advance(row.arrival_s, vcpus, mem, &mut last_t);
         first_t.get_or_insert(row.arrival_s);
@@ -78,6 +121,7 @@ pub fn stats(
             .or_default() += 1;
         vcpus += f.vcpus;
         mem += f.memory_mb;
+        note_demand(&mut by_hour, row.arrival_s, vcpus, mem);
         s.peak_vcpus = s.peak_vcpus.max(vcpus);
         s.peak_memory_mb = s.peak_memory_mb.max(mem);
         match row.departure_s {
@@ -109,7 +153,47 @@ pub fn stats(
     s.lifetime_p50_s = percentile(&lifetimes, 0.5);
     s.lifetime_p90_s = percentile(&lifetimes, 0.9);
     s.lifetime_p99_s = percentile(&lifetimes, 0.99);
+    s.demand_by_hour = fill_hours(&by_hour);
     Ok(s)
+}
+
+/// Draws concurrent vCPUs and memory per hour: `BASE-vcpus` and
+/// `BASE-memory`, PNG and SVG each.
+pub fn plot_demand(
+    s: &TraceStats,
+    name: &str,
+    base: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, crate::plot::PlotError> {
+    use crate::plot::{Chart, Legend, Series, write_chart};
+    let stem = base
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_else(|| "demand".into());
+    let mut written = Vec::new();
+    for (what, unit, pick, scale) in [
+        ("vcpus", "concurrent vCPUs (hourly peak)", 1usize, 1.0),
+        ("memory", "concurrent memory, GiB (hourly peak)", 2usize, 1.0 / 1024.0),
+    ] {
+        let points = s
+            .demand_by_hour
+            .iter()
+            .map(|&(h, v, m)| (h as f64, if pick == 1 { v as f64 } else { m as f64 } * scale))
+            .collect();
+        let chart = Chart {
+            title: format!("{name}: concurrent demand over time"),
+            x_label: "trace time (hours)".into(),
+            y_label: unit.into(),
+            series: vec![Series {
+                label: if pick == 1 { "vCPUs".into() } else { "memory".into() },
+                points,
+                band: Vec::new(),
+            }],
+            y_from_zero: true,
+            legend: Legend::UpperRight,
+        };
+        written.extend(write_chart(&chart, &base.with_file_name(format!("{stem}-{what}")))?);
+    }
+    Ok(written)
 }
 
 /// Hosts of a model (CPUs, memory MB) that the peak demand needs, by CPU and by memory.
@@ -153,11 +237,21 @@ pub fn text(s: &TraceStats, host: Option<(&str, i64, i64)>) -> String {
     let mut mix: Vec<(&String, &u64)> = s.flavor_mix.iter().collect();
     mix.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let _ = writeln!(o, "flavor mix:");
-    for (name, n) in mix {
+    const SHOWN: usize = 20;
+    for (name, n) in mix.iter().take(SHOWN) {
         let _ = writeln!(
             o,
             "  {name:<24} {n:>8} {:>6.1}%",
-            100.0 * *n as f64 / s.guests.max(1) as f64
+            100.0 * **n as f64 / s.guests.max(1) as f64
+        );
+    }
+    if mix.len() > SHOWN {
+        let rest: u64 = mix.iter().skip(SHOWN).map(|(_, n)| **n).sum();
+        let _ = writeln!(
+            o,
+            "  ... {} more flavors      {rest:>8} {:>6.1}% (all of them: --format json)",
+            mix.len() - SHOWN,
+            100.0 * rest as f64 / s.guests.max(1) as f64
         );
     }
     if let Some((name, cpus, mem)) = host {
