@@ -203,8 +203,6 @@ enum LibvirtCmd {
     },
 }
 
-
-
 #[derive(clap::Args)]
 struct RunArgs {
     /// Scenario file (TOML).
@@ -553,6 +551,9 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
     let jobs = (prepared.scenario.policies.len() * prepared.scenario.seeds.len()) as u64;
     let bar = runs_bar(jobs);
     let pool = thread_pool(a.threads)?;
+    if let Some(twin) = &prepared.twin {
+        println!("{twin}");
+    }
     let start = std::time::Instant::now();
     let results = pool.install(|| prepared.run_all(&|| bar.inc(1)))?;
     bar.finish_and_clear();

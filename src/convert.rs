@@ -116,7 +116,7 @@ fn csv_reader(input: impl Read, headers: bool) -> csv::Reader<impl Read> {
         .from_reader(input)
 }
 
-fn field<'r>(rec: &'r csv::StringRecord, i: usize) -> &'r str {
+fn field(rec: &csv::StringRecord, i: usize) -> &str {
     rec.get(i).unwrap_or("").trim()
 }
 
@@ -254,9 +254,15 @@ fn huawei_rows<'a>(input: impl Read + 'a) -> Result<Rows<'a>, ConvertError> {
     let mut r = csv_reader(input, true);
     let headers = r.headers().map_err(csv_error)?.clone();
     let col = |name: &str| {
-        headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            at(1, format!("header lacks `{name}`; expected vmid,cpu,memory,time,type"))
-        })
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                at(
+                    1,
+                    format!("header lacks `{name}`; expected vmid,cpu,memory,time,type"),
+                )
+            })
     };
     let (c_id, c_cpu, c_mem, c_time, c_type) = (
         col("vmid")?,
@@ -303,9 +309,14 @@ fn huawei_rows<'a>(input: impl Read + 'a) -> Result<Rows<'a>, ConvertError> {
                         Ok(Some(Item::Guest(g)))
                     }
                     Some(g) => Ok(Some(Item::Dropped(format!("line {}: {}", g.line, g.id)))),
-                    None => Ok(Some(Item::Dropped(format!("line {line}: delete of unknown {id}")))),
+                    None => Ok(Some(Item::Dropped(format!(
+                        "line {line}: delete of unknown {id}"
+                    )))),
                 },
-                other => Err(at(line, format!("type `{other}`: expected 0 (create) or 1 (delete)"))),
+                other => Err(at(
+                    line,
+                    format!("type `{other}`: expected 0 (create) or 1 (delete)"),
+                )),
             }
         })();
         match parsed {
@@ -330,21 +341,35 @@ fn huawei_rows<'a>(input: impl Read + 'a) -> Result<Rows<'a>, ConvertError> {
 /// the smallest `machineId` that lists it, vCPUs = max(1, round(core x
 /// machine cores)), memory = round(memory x machine GB x 1024) MB, with the
 /// machine given by `SizeRules` (the trace does not say).
-fn azure_packing_rows<'a>(path: &std::path::Path, rules: &SizeRules) -> Result<Rows<'a>, ConvertError> {
+fn azure_packing_rows<'a>(
+    path: &std::path::Path,
+    rules: &SizeRules,
+) -> Result<Rows<'a>, ConvertError> {
     let no_line = |m: String| ConvertError {
         line: None,
         message: m,
     };
-    let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| no_line(format!("not a SQLite database: {e}")))?;
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| no_line(format!("not a SQLite database: {e}")))?;
     let mut sizes: BTreeMap<i64, (u32, u64)> = BTreeMap::new();
     {
         let mut st = db
-            .prepare("SELECT vmTypeId, machineId, core, memory FROM vmType ORDER BY vmTypeId, machineId")
-            .map_err(|e| no_line(format!("table vmType(vmTypeId, machineId, core, memory): {e}")))?;
+            .prepare(
+                "SELECT vmTypeId, machineId, core, memory FROM vmType ORDER BY vmTypeId, machineId",
+            )
+            .map_err(|e| {
+                no_line(format!(
+                    "table vmType(vmTypeId, machineId, core, memory): {e}"
+                ))
+            })?;
         let rows = st
             .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, f64>(2)?,
+                    r.get::<_, f64>(3)?,
+                ))
             })
             .map_err(|e| no_line(format!("vmType: {e}")))?;
         for row in rows {
@@ -373,7 +398,9 @@ fn azure_packing_rows<'a>(path: &std::path::Path, rules: &SizeRules) -> Result<R
         let line = k as u64 + 1;
         let (id, ty, start, end) = row.map_err(|e| at(line, format!("vm row: {e}")))?;
         let Some(&(vcpus, memory_mb)) = sizes.get(&ty) else {
-            items.push(Ok(Item::Dropped(format!("vm row {line}: vmTypeId {ty} not in vmType"))));
+            items.push(Ok(Item::Dropped(format!(
+                "vm row {line}: vmTypeId {ty} not in vmType"
+            ))));
             continue;
         };
         let arrival = (start * 86400.0).max(0.0);
@@ -459,7 +486,11 @@ pub fn convert(
             }
         }
     }
-    guests.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s).then(a.line.cmp(&b.line)));
+    guests.sort_by(|a, b| {
+        a.arrival_s
+            .total_cmp(&b.arrival_s)
+            .then(a.line.cmp(&b.line))
+    });
     if let Some(n) = cuts.limit
         && guests.len() > n
     {
@@ -489,7 +520,8 @@ pub fn convert(
         );
     }
     out.rows = guests.len();
-    out.flavors_csv.push_str("name,vcpus,memory_mb,extra_specs\n");
+    out.flavors_csv
+        .push_str("name,vcpus,memory_mb,extra_specs\n");
     for ((vcpus, mem), name) in &flavors {
         let _ = writeln!(out.flavors_csv, "{name},{vcpus},{mem},");
     }
@@ -535,8 +567,16 @@ mod tests {
             c.trace_csv,
             "id,arrival_s,departure_s,flavor\nb,0,600,c32m131072\na,300,900,c2m4096\n"
         );
-        let e = run(Format::AzureV2, "a,s,d,0,600,1,1,1,I,big,4\n", &Cuts::default()).unwrap_err();
-        assert!(e.to_string().contains("line 1: vmcorecount bucket `big`"), "{e}");
+        let e = run(
+            Format::AzureV2,
+            "a,s,d,0,600,1,1,1,I,big,4\n",
+            &Cuts::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("line 1: vmcorecount bucket `big`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -548,7 +588,12 @@ mod tests {
             "id,arrival_s,departure_s,flavor\n1,0,50,c2m4096\n2,5,,c1m1024\n"
         );
         assert_eq!(c.dropped, 1, "the delete of unknown vm 3");
-        let e = run(Format::HuaweiEast1, "vmid,cpu,memory,time,type\n1,2,4,0,7\n", &Cuts::default()).unwrap_err();
+        let e = run(
+            Format::HuaweiEast1,
+            "vmid,cpu,memory,time,type\n1,2,4,0,7\n",
+            &Cuts::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("line 2: type `7`"), "{e}");
     }
 
@@ -566,15 +611,37 @@ mod tests {
         let c = run(Format::HuaweiEast1, &text, &window).unwrap();
         assert_eq!(c.rows, 100);
         assert!(c.trace_csv.lines().nth(1).unwrap().starts_with("100,0,"));
-        let limited = run(Format::HuaweiEast1, &text, &Cuts { limit: Some(7), ..Cuts::default() }).unwrap();
+        let limited = run(
+            Format::HuaweiEast1,
+            &text,
+            &Cuts {
+                limit: Some(7),
+                ..Cuts::default()
+            },
+        )
+        .unwrap();
         assert_eq!((limited.rows, limited.cut), (7, 993));
-        let sample = |seed| Cuts { sample: Some(0.25), seed, ..Cuts::default() };
+        let sample = |seed| Cuts {
+            sample: Some(0.25),
+            seed,
+            ..Cuts::default()
+        };
         let a = run(Format::HuaweiEast1, &text, &sample(1)).unwrap();
         let b = run(Format::HuaweiEast1, &text, &sample(1)).unwrap();
         let other = run(Format::HuaweiEast1, &text, &sample(2)).unwrap();
         assert_eq!(a.trace_csv, b.trace_csv);
         assert_ne!(a.trace_csv, other.trace_csv);
         assert!((200..300).contains(&a.rows), "{}", a.rows);
-        assert!(run(Format::HuaweiEast1, &text, &Cuts { sample: Some(1.5), ..Cuts::default() }).is_err());
+        assert!(
+            run(
+                Format::HuaweiEast1,
+                &text,
+                &Cuts {
+                    sample: Some(1.5),
+                    ..Cuts::default()
+                }
+            )
+            .is_err()
+        );
     }
 }

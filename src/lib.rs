@@ -22,3 +22,4 @@ pub mod sweep_plots;
 pub mod topology;
 pub mod trace;
 pub mod tracestats;
+pub mod twin;

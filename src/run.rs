@@ -59,6 +59,8 @@ pub struct Prepared {
     /// Per catalog flavor: (rule index, share, shaped flavor) for each shape
     /// rule it matches, in rule order (`flavors.shapes`).
     pub shapes: Vec<Vec<(usize, f64, usize)>>,
+    /// How the twin workload was fitted, when the scenario has one.
+    pub twin: Option<String>,
 }
 
 fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunError> {
@@ -238,6 +240,28 @@ pub fn prepare_scenario(
             touched[shaped] = touched[f];
         }
     }
+    let mut twin_report = None;
+    if let Some(spec) = scenario.workload.twin.clone()
+        && ov.trace.is_none()
+    {
+        let tpath = base.join(&spec.trace);
+        let f = std::fs::File::open(&tpath)
+            .map_err(|e| RunError(format!("workload.twin.trace {}: {e}", tpath.display())))?;
+        let reader = TraceReader::new(std::io::BufReader::new(f), &catalog, false)
+            .map_err(|e| RunError(format!("{}: {e}", tpath.display())))?;
+        let twin = crate::twin::fit(reader, &catalog, spec.load, spec.guests)
+            .map_err(|e| RunError(format!("{}: {e}", tpath.display())))?;
+        twin_report = Some(format!(
+            "twin of {}: {} guests at {:.2} arrivals/h (trace: {:.2}/h x load {}), lifetimes {}",
+            tpath.display(),
+            twin.workload.guests,
+            twin.workload.arrivals_per_hour.unwrap_or(0.0),
+            twin.source_rate_per_hour,
+            spec.load,
+            twin.lifetime_model
+        ));
+        scenario.workload.synthetic = Some(twin.workload);
+    }
     if let Some(syn) = &scenario.workload.synthetic
         && ov.trace.is_none()
     {
@@ -263,6 +287,7 @@ pub fn prepare_scenario(
         trace,
         skip_bad_rows: ov.skip_bad_rows,
         shapes,
+        twin: twin_report,
     })
 }
 
@@ -351,7 +376,9 @@ fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunErro
                     .filter(|x| x.is_finite() && *x > 0.0)
                     .map(|x| x.round() as u64)
                     .ok_or_else(|| {
-                        RunError(format!("{shown}: line {line}: {what} `{v}` is not a positive number"))
+                        RunError(format!(
+                            "{shown}: line {line}: {what} `{v}` is not a positive number"
+                        ))
                     })
             };
             let key = (num(c_cpu, "cpu_milli")? / 1000, num(c_mem, "memory_mib")?);
@@ -533,8 +560,11 @@ impl Prepared {
                     self.fleet_memory_mb() as f64,
                     self.scenario.horizon_s,
                 );
-                sim.run_arrivals(stream.map(|r| r.map(|row| self.shape(row, seed))), &mut metrics)
-                    .map_err(|e| RunError(e.to_string()))?;
+                sim.run_arrivals(
+                    stream.map(|r| r.map(|row| self.shape(row, seed))),
+                    &mut metrics,
+                )
+                .map_err(|e| RunError(e.to_string()))?;
             }
         }
         metrics.close_at(sim.now);

@@ -198,6 +198,23 @@ pub struct Workload {
     pub trace: Option<String>,
     #[serde(default)]
     pub synthetic: Option<Synthetic>,
+    /// A synthetic twin of a trace (`twin`): its arrival rate, lifetimes and
+    /// flavor mix, arrivals scaled by `load`.
+    #[serde(default)]
+    pub twin: Option<TwinSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwinSpec {
+    /// A native trace whose flavors are in the scenario's catalog.
+    pub trace: String,
+    /// Arrival rate factor: 2.0 is twice the trace's traffic.
+    #[serde(default = "one")]
+    pub load: f64,
+    /// Guests to generate (default: the trace's count times `load`).
+    #[serde(default)]
+    pub guests: Option<u64>,
 }
 
 /// Poisson arrivals, lifetimes from a distribution, a weighted flavor mix.
@@ -219,8 +236,18 @@ pub struct Synthetic {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, tag = "distribution", rename_all = "lowercase")]
 pub enum Lifetime {
-    Exponential { mean_s: f64 },
-    Lognormal { median_s: f64, sigma: f64 },
+    Exponential {
+        mean_s: f64,
+    },
+    Lognormal {
+        median_s: f64,
+        sigma: f64,
+    },
+    /// A trace's own lifetimes, resampled (a twin's fallback; not in TOML).
+    #[serde(skip)]
+    Empirical {
+        sorted_s: Vec<f64>,
+    },
 }
 
 impl Lifetime {
@@ -228,6 +255,9 @@ impl Lifetime {
         match self {
             Lifetime::Exponential { mean_s } => *mean_s,
             Lifetime::Lognormal { median_s, sigma } => median_s * (sigma * sigma / 2.0).exp(),
+            Lifetime::Empirical { sorted_s } => {
+                sorted_s.iter().sum::<f64>() / sorted_s.len().max(1) as f64
+            }
         }
     }
 
@@ -238,6 +268,13 @@ impl Lifetime {
             Lifetime::Lognormal { median_s, sigma } => {
                 let z = Normal::standard().inverse_cdf(u);
                 median_s * (sigma * z).exp()
+            }
+            // Uniform over the sample: each lifetime equally likely, so the
+            // mean is the sample's.
+            Lifetime::Empirical { sorted_s } => {
+                let i =
+                    ((u * sorted_s.len() as f64) as usize).min(sorted_s.len().saturating_sub(1));
+                sorted_s.get(i).copied().unwrap_or(1.0)
             }
         }
     }
@@ -410,13 +447,25 @@ impl Scenario {
         if self.policies.is_empty() {
             return bad("policies: give at least one [[policies]] entry".into());
         }
-        match (&self.workload.trace, &self.workload.synthetic) {
-            (Some(_), Some(_)) | (None, None) => {
-                return bad(
-                    "workload: give exactly one of `trace` and `[workload.synthetic]`".into(),
-                );
-            }
-            (None, Some(syn)) => {
+        let sources = usize::from(self.workload.trace.is_some())
+            + usize::from(self.workload.synthetic.is_some())
+            + usize::from(self.workload.twin.is_some());
+        if sources != 1 {
+            return bad(
+                "workload: give exactly one of `trace`, `[workload.synthetic]` and `[workload.twin]`"
+                    .into(),
+            );
+        }
+        if let Some(t) = &self.workload.twin
+            && !(t.load.is_finite() && t.load > 0.0)
+        {
+            return bad(format!(
+                "workload.twin.load = {}: expected a positive factor",
+                t.load
+            ));
+        }
+        if let Some(syn) = &self.workload.synthetic {
+            {
                 if syn.arrivals_per_hour.is_some() == syn.offered_load.is_some() {
                     return bad("workload.synthetic: give exactly one of `arrivals_per_hour` and `offered_load`".into());
                 }
@@ -432,12 +481,12 @@ impl Scenario {
                 let life_ok = match &syn.lifetime {
                     Lifetime::Exponential { mean_s } => *mean_s > 0.0,
                     Lifetime::Lognormal { median_s, sigma } => *median_s > 0.0 && *sigma >= 0.0,
+                    Lifetime::Empirical { sorted_s } => !sorted_s.is_empty(),
                 };
                 if !life_ok {
                     return bad("workload.synthetic.lifetime: mean/median must be positive and sigma non-negative".into());
                 }
             }
-            _ => {}
         }
         if self.flavors.file.is_none() && self.flavors.list.is_empty() {
             return bad("flavors: give `file` or [[flavors.list]] entries".into());

@@ -172,26 +172,43 @@ pub fn plot_demand(
     let mut written = Vec::new();
     for (what, unit, pick, scale) in [
         ("vcpus", "concurrent vCPUs (hourly peak)", 1usize, 1.0),
-        ("memory", "concurrent memory, GiB (hourly peak)", 2usize, 1.0 / 1024.0),
+        (
+            "memory",
+            "concurrent memory, GiB (hourly peak)",
+            2usize,
+            1.0 / 1024.0,
+        ),
     ] {
         let points = s
             .demand_by_hour
             .iter()
-            .map(|&(h, v, m)| (h as f64, if pick == 1 { v as f64 } else { m as f64 } * scale))
+            .map(|&(h, v, m)| {
+                (
+                    h as f64,
+                    if pick == 1 { v as f64 } else { m as f64 } * scale,
+                )
+            })
             .collect();
         let chart = Chart {
             title: format!("{name}: concurrent demand over time"),
             x_label: "trace time (hours)".into(),
             y_label: unit.into(),
             series: vec![Series {
-                label: if pick == 1 { "vCPUs".into() } else { "memory".into() },
+                label: if pick == 1 {
+                    "vCPUs".into()
+                } else {
+                    "memory".into()
+                },
                 points,
                 band: Vec::new(),
             }],
             y_from_zero: true,
             legend: Legend::UpperRight,
         };
-        written.extend(write_chart(&chart, &base.with_file_name(format!("{stem}-{what}")))?);
+        written.extend(write_chart(
+            &chart,
+            &base.with_file_name(format!("{stem}-{what}")),
+        )?);
     }
     Ok(written)
 }

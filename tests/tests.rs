@@ -7,3 +7,4 @@ mod replay;
 mod sim;
 mod sweep;
 mod topology;
+mod traces;
