@@ -341,6 +341,10 @@ pub struct CostSpec {
     /// SLIT value (as a string key) -> measured latency ratio.
     #[serde(default)]
     pub calibration: BTreeMap<String, f64>,
+    /// A shipped calibration table instead (`xeon-scalable-2s`,
+    /// `nehalem-ep-2s`, `xeon-e7-4s`; sources in `sim::cost::PLATFORMS`).
+    #[serde(default)]
+    pub platform: Option<String>,
     /// Guests with a virtual NUMA topology keep accesses inside each guest
     /// cell (a NUMA-aware guest kernel). Default: accesses are uniform over
     /// all of the guest's memory.
@@ -350,6 +354,18 @@ pub struct CostSpec {
 
 impl CostSpec {
     pub fn calibration(&self) -> Result<Calibration, String> {
+        if let Some(name) = &self.platform {
+            if !self.calibration.is_empty() {
+                return Err("cost: give `platform` or `calibration`, not both".into());
+            }
+            return Calibration::of_platform(name).ok_or_else(|| {
+                let names: Vec<&str> = crate::sim::cost::PLATFORMS.iter().map(|p| p.name).collect();
+                format!(
+                    "cost.platform: unknown platform `{name}`; expected one of {}",
+                    names.join(", ")
+                )
+            });
+        }
         let mut points = Vec::new();
         for (k, v) in &self.calibration {
             let slit: u32 = k.parse().ok().filter(|s| *s >= 10).ok_or_else(|| {
