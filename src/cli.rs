@@ -458,7 +458,7 @@ fn replay(a: ReplayArgs) -> Result<i32> {
         touched_fraction: touched,
         calibration: Default::default(),
         numa_aware_guests: false,
-        closest: false,
+        placement: numasim::sim::engine::Placement::Nova,
         seed: 0,
     };
     let mut sim = Simulation::new(hosts, catalog.clone(), config);

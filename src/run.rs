@@ -514,7 +514,7 @@ impl Prepared {
             touched_fraction: self.touched.clone(),
             calibration: self.scenario.cost.calibration().map_err(RunError)?,
             numa_aware_guests: self.scenario.cost.numa_aware_guests,
-            closest: spec.placement == crate::scenario::Placement::Closest,
+            placement: spec.placement,
             seed,
         };
         let mut sim = Simulation::new(self.hosts.clone(), self.catalog.clone(), config);
@@ -668,7 +668,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<24} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "{:<28} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
         "policy",
         "seeds",
         "rejected",
@@ -687,7 +687,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
             |f: &dyn Fn(&RunMetrics) -> f64| rs.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
         let _ = writeln!(
             out,
-            "{:<24} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1}",
+            "{:<28} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1}",
             p,
             rs.len(),
             100.0 * mean(&|m| m.rejection_rate()),

@@ -292,7 +292,8 @@ pub struct PolicySpec {
     #[serde(default = "all")]
     pub host_check: HostCheck,
     /// `nova`: Nova's first fitting ordering of host cells; `closest`: the
-    /// fitting ordering with the smallest SLIT distances between the cells.
+    /// fitting ordering with the smallest SLIT distances between the cells;
+    /// `float` and `cpuset-auto`: libvirt's own placements (no Nova NUMA fit).
     #[serde(default)]
     pub placement: Placement,
     /// A label for tables and CSVs instead of the generated name.
@@ -300,13 +301,7 @@ pub struct PolicySpec {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Placement {
-    #[default]
-    Nova,
-    Closest,
-}
+pub use crate::sim::engine::Placement;
 
 fn spread() -> Strategy {
     Strategy::Spread
@@ -328,8 +323,9 @@ impl PolicySpec {
         if self.fit_mode == crate::fit::Mode::Clean {
             n.push_str("-clean");
         }
-        if self.placement == Placement::Closest {
-            n.push_str("-closest");
+        if self.placement != Placement::Nova {
+            n.push('-');
+            n.push_str(self.placement.as_str());
         }
         n
     }

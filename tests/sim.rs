@@ -44,6 +44,20 @@ impl Observer for Record {
 }
 
 fn simulate(mode: MemoryMode, ram_ratio: f64, trace: &str) -> (Record, Simulation) {
+    simulate_with(
+        mode,
+        ram_ratio,
+        trace,
+        numasim::sim::engine::Placement::Nova,
+    )
+}
+
+fn simulate_with(
+    mode: MemoryMode,
+    ram_ratio: f64,
+    trace: &str,
+    placement: numasim::sim::engine::Placement,
+) -> (Record, Simulation) {
     let catalog: Catalog = read_catalog(FLAVORS.as_bytes()).unwrap();
     let config = SimConfig {
         strategy: Strategy::Spread,
@@ -58,7 +72,7 @@ fn simulate(mode: MemoryMode, ram_ratio: f64, trace: &str) -> (Record, Simulatio
         touched_fraction: vec![1.0; 3],
         calibration: Default::default(),
         numa_aware_guests: false,
-        closest: false,
+        placement,
         seed: 1,
     };
     let mut sim = Simulation::new(fleet_from_json(HOST).unwrap(), catalog.clone(), config);
@@ -71,6 +85,53 @@ fn simulate(mode: MemoryMode, ram_ratio: f64, trace: &str) -> (Record, Simulatio
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
+}
+
+#[test]
+fn float_ignores_the_numa_request_and_spreads_pages_with_the_vcpus() {
+    use numasim::sim::engine::Placement;
+    // `big` asks for one NUMA node but is larger than a cell: Nova refuses it
+    // in strict mode; with no NUMA placement it floats over both cells.
+    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.0, "g1,1,,big\n", Placement::Float);
+    assert_eq!(rec.decisions, ["g1 placed on 0"]);
+    // 4 CPUs per cell: vCPUs and pages half and half; latency 0.5 + 0.5 * 2.1.
+    let (remote, latency, spans) = rec.costs[0];
+    assert!(
+        close(remote, 0.5) && close(latency, 1.55) && spans,
+        "{:?}",
+        rec.costs
+    );
+    assert!(close(sim.free_mb[0][0], 1024.0) && close(sim.free_mb[0][1], 1024.0));
+}
+
+#[test]
+fn cpuset_auto_confines_each_guest_to_the_emptiest_node_that_holds_it() {
+    use numasim::sim::engine::Placement;
+    // RAM ratio 1.5 lets the host take all three guests by its totals.
+    let trace = "g1,1,,mid\ng2,2,,mid\ng3,3,,float\n";
+    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.5, trace, Placement::CpusetAuto);
+    // g1: both nodes have 4096 MB free, the first wins; g2: node 1 has more
+    // free; g3 (4096 MB): no node holds it any more, so it is refused.
+    assert_eq!(
+        rec.decisions,
+        ["g1 placed on 0", "g2 placed on 0", "g3 rejected"]
+    );
+    assert!(close(sim.free_mb[0][0], 1024.0) && close(sim.free_mb[0][1], 1024.0));
+    // Confined and local: no remote access, no span.
+    for &(remote, latency, spans) in &rec.costs {
+        assert!(
+            close(remote, 0.0) && close(latency, 1.0) && !spans,
+            "{:?}",
+            rec.costs
+        );
+    }
+    // Float admits g3 on the host's totals, but its pages find 2048 MB free
+    // in all: the kernel kills it. cpuset=auto refused it up front instead.
+    let (rec, _) = simulate_with(MemoryMode::Strict, 1.5, trace, Placement::Float);
+    assert_eq!(
+        rec.decisions,
+        ["g1 placed on 0", "g2 placed on 0", "g3 oom"]
+    );
 }
 
 #[test]
@@ -172,7 +233,7 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
             touched_fraction: prepared.touched.clone(),
             calibration: Default::default(),
             numa_aware_guests: false,
-            closest: false,
+            placement: numasim::sim::engine::Placement::Nova,
             seed: 2,
         },
     );
@@ -340,6 +401,12 @@ fn the_alibaba_trace_runs_through_its_scenario() {
     std::fs::create_dir_all(&traces).unwrap();
     std::fs::create_dir_all(&scenarios).unwrap();
     std::fs::copy("scenarios/alibaba-gpu-2023.toml", scenarios.join("a.toml")).unwrap();
+    // The scenario's fleet is the trace's own node list.
+    std::fs::copy(
+        pods.with_file_name("openb_node_list_all_node.csv"),
+        traces.join("alibaba-gpu-2023-nodes.csv"),
+    )
+    .unwrap();
     let c = numasim(&[
         "trace",
         "convert",
@@ -675,7 +742,7 @@ mod index_vs_scan {
                 touched_fraction: vec![1.0; 5],
                 calibration: Default::default(),
                 numa_aware_guests: false,
-        closest: false,
+        placement: numasim::sim::engine::Placement::Nova,
                 seed: 1,
             };
             let mut sim = Simulation::new(hosts.clone(), catalog.clone(), config);

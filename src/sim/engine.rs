@@ -56,6 +56,44 @@ pub enum HostCheck {
     All,
 }
 
+/// How a guest lands on host cells once a host is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Nova's fit: the first fitting ordering of host cells.
+    #[default]
+    Nova,
+    /// Beyond Nova: among the fitting orderings, the one whose host cells
+    /// are closest together by SLIT (`fit::search::fit_closest`).
+    Closest,
+    /// No NUMA placement (Nova before the NUMA spec; libvirt's default):
+    /// extra specs are ignored, vCPUs float over the whole host and pages
+    /// land where the vCPUs run (local allocation, in proportion to CPUs).
+    Float,
+    /// `virt-install --cpuset=auto` (the libvirt affinity post): the node
+    /// with the most free memory that can hold the guest's touched memory;
+    /// vCPUs confined to its CPUs; no memory binding, so pages follow the
+    /// CPUs there and spill by distance when it fills. Extra specs ignored.
+    CpusetAuto,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Nova => "nova",
+            Placement::Closest => "closest",
+            Placement::Float => "float",
+            Placement::CpusetAuto => "cpuset-auto",
+        }
+    }
+
+    /// Whether guests keep their NUMA topology (Nova's models) or are placed
+    /// as plain guests (libvirt's own models).
+    fn uses_numa_topology(self) -> bool {
+        matches!(self, Placement::Nova | Placement::Closest)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub strategy: Strategy,
@@ -69,9 +107,8 @@ pub struct SimConfig {
     /// Fraction of its memory each guest touches, per catalog flavor.
     pub touched_fraction: Vec<f64>,
     pub calibration: super::cost::Calibration,
-    /// Place multi-cell guests on the closest fitting host cells (SLIT)
-    /// instead of Nova's first fitting ordering (`fit::search::fit_closest`).
-    pub closest: bool,
+    /// How guests are put on host cells (Nova's fit, or another model).
+    pub placement: Placement,
     /// Guests with a virtual NUMA topology keep each vCPU's accesses in its
     /// own guest cell; otherwise (the default) every vCPU touches all of
     /// the guest's memory uniformly.
@@ -161,6 +198,8 @@ pub struct Simulation {
     pub arrivals: u64,
     pub departures_done: u64,
     pub placements: u64,
+    /// `cpuset-auto`: the host cell the guest being placed is confined to.
+    cpuset_node: Option<usize>,
     /// Per-demand page placement of the guest being placed (for its cost).
     last_demands: Vec<Vec<f64>>,
     /// Fleet-wide claimed CPUs (floating vCPUs plus pinned pCPUs) and memory.
@@ -218,6 +257,7 @@ impl Simulation {
             departures_done: 0,
             placements: 0,
             last_demands: Vec::new(),
+            cpuset_node: None,
             claimed_cpus: 0,
             claimed_mem: 0,
             guests_on: Vec::new(),
@@ -349,6 +389,11 @@ impl Simulation {
                 return Ok(());
             }
         };
+        let request = if self.config.placement.uses_numa_topology() {
+            request
+        } else {
+            None
+        };
         let (vcpus, mem) = match request {
             None => (flavor_vcpus, flavor_mem),
             Some(t) => (
@@ -392,6 +437,11 @@ impl Simulation {
                     if !self.host_level_ok(h, vcpus, mem) {
                         continue;
                     }
+                    if self.config.placement == Placement::CpusetAuto
+                        && self.cpuset_auto_node(i, row.flavor, flavor_mem).is_none()
+                    {
+                        continue;
+                    }
                     None
                 }
                 Some(t) => {
@@ -399,7 +449,7 @@ impl Simulation {
                         continue;
                     }
                     fit_calls += 1;
-                    let fitted = if self.config.closest {
+                    let fitted = if self.config.placement == Placement::Closest {
                         fit_closest(&h.topo, t, self.limits_of(h), &h.model.distances, &opts)?
                     } else {
                         fit_instance_to_host(
@@ -437,6 +487,10 @@ impl Simulation {
                 self,
             );
             return Ok(());
+        };
+        self.cpuset_node = match self.config.placement {
+            Placement::CpusetAuto => self.cpuset_auto_node(host, row.flavor, flavor_mem),
+            _ => None,
         };
         self.change_usage(host, &fitted, vcpus, mem, false, None)?;
         let pages = self.place_pages(host, &fitted, flavor_mem, row.flavor);
@@ -571,6 +625,27 @@ impl Simulation {
         Ok(())
     }
 
+    /// `cpuset-auto`'s node on a host: among cells with CPUs, the one with
+    /// the most free memory that holds the guest's touched memory (ties: the
+    /// first); `None` when no cell can.
+    fn cpuset_auto_node(&self, host: usize, flavor: usize, flavor_mem: i64) -> Option<usize> {
+        let touched = self
+            .config
+            .touched_fraction
+            .get(flavor)
+            .copied()
+            .unwrap_or(1.0);
+        let need = flavor_mem as f64 * touched;
+        let model = &self.hosts[host].model;
+        let free = &self.free_mb[host];
+        (0..free.len())
+            .filter(|&c| model.cpus_per_cell.get(c).is_some_and(|&n| n > 0) && free[c] >= need)
+            .fold(None, |best: Option<usize>, c| match best {
+                Some(b) if free[b] >= free[c] => Some(b),
+                _ => Some(c),
+            })
+    }
+
     fn depart(&mut self, slot: usize) -> Result<(), SimError> {
         let Some(p) = self.placed.get_mut(slot).and_then(Option::take) else {
             return Ok(());
@@ -601,7 +676,13 @@ impl Simulation {
             .get(flavor_idx)
             .copied()
             .unwrap_or(1.0);
-        let demands = demands_for(&model, fitted, flavor_mem as f64 * touched, mode);
+        let demands = demands_for(
+            &model,
+            fitted,
+            flavor_mem as f64 * touched,
+            mode,
+            self.cpuset_node,
+        );
         let placed = place(&self.free_mb[host], &model.distances, &demands)?;
         // Only general memory is tracked as free/used; reserved hugepages are the fit's.
         let total: Vec<f64> = (0..n)
@@ -651,11 +732,14 @@ impl Simulation {
                 })
                 .collect(),
             None => {
-                let cpu: Vec<f64> = model
-                    .cpus_per_cell
-                    .iter()
-                    .map(|&c| f64::from(c) / cpu_total.max(1.0))
-                    .collect();
+                let cpu: Vec<f64> = match self.cpuset_node {
+                    Some(node) => (0..n).map(|c| f64::from(u8::from(c == node))).collect(),
+                    None => model
+                        .cpus_per_cell
+                        .iter()
+                        .map(|&c| f64::from(c) / cpu_total.max(1.0))
+                        .collect(),
+                };
                 let mem: Vec<f64> = self
                     .last_demands
                     .first()
@@ -792,9 +876,17 @@ fn demands_for(
     fitted: &Option<GuestTopology>,
     touched_mb: f64,
     mode: MemoryMode,
+    confined_to: Option<usize>,
 ) -> Vec<Demand> {
     let n = model.cell_ids.len();
     match fitted {
+        // vCPUs confined to one cell, memory unbound: pages there, spilling.
+        None if confined_to.is_some() => vec![Demand {
+            targets: vec![(confined_to.unwrap_or(0), 1.0)],
+            mb: touched_mb,
+            may_spill: true,
+            reserved: false,
+        }],
         None => {
             // Local allocation where the vCPUs run: in proportion to CPUs.
             let total: f64 = model.cpus_per_cell.iter().map(|&c| f64::from(c)).sum();
