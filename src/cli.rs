@@ -68,6 +68,24 @@ enum Command {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// Why a guest of a scenario was placed where it was, or refused: every
+    /// host's verdict at its arrival, aggregated, and the candidates in order.
+    Explain {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The guest's id (synthetic workloads: g0000000, g0000001, ...).
+        #[arg(long)]
+        guest: String,
+        /// The policy (default: the scenario's first).
+        #[arg(long)]
+        policy: Option<String>,
+        /// The replication (default: the scenario's first seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// How many candidate hosts to list.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+    },
     /// Join the output directories of a sweep's shards into the CSVs and
     /// plots a single run gives.
     Merge {
@@ -313,6 +331,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(args) => run_scenario(args),
         Command::Sweep(args) => sweep(args),
         Command::Merge { dirs, out } => merge(dirs, out),
+        Command::Explain {
+            scenario,
+            guest,
+            policy,
+            seed,
+            show,
+        } => explain(scenario, guest, policy, seed, show),
         Command::Bench {
             scenario,
             hosts,
@@ -758,6 +783,79 @@ fn bench(
             scenario.display(),
             env!("CARGO_PKG_VERSION"),
         )?;
+    }
+    Ok(0)
+}
+
+fn explain(
+    scenario: PathBuf,
+    guest: String,
+    policy: Option<String>,
+    seed: Option<u64>,
+    show: usize,
+) -> Result<i32> {
+    let prepared = numasim::run::prepare(&scenario, &Default::default())?;
+    let names: Vec<String> = prepared
+        .scenario
+        .policies
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    let p = match &policy {
+        None => 0,
+        Some(name) => names.iter().position(|n| n == name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--policy `{name}`: the scenario's policies are {}",
+                names.join(", ")
+            )
+        })?,
+    };
+    let seed = seed.unwrap_or(prepared.scenario.seeds[0]);
+    let (x, decision) = prepared.explain(p, seed, &guest)?;
+    println!(
+        "guest {} (flavor {}: {} vCPUs, {} MB, {}), policy {}, seed {seed}",
+        x.guest,
+        x.flavor,
+        x.vcpus,
+        x.memory_mb,
+        if x.numa_cells == 0 {
+            "no NUMA topology".to_string()
+        } else {
+            format!("{} NUMA cell(s)", x.numa_cells)
+        },
+        names[p]
+    );
+    println!("decision: {decision}");
+    let passing = x.passing().count();
+    println!("hosts: {}, passing: {passing}", x.verdicts.len());
+    let summary = x.summary();
+    if !summary.is_empty() {
+        println!("refused by: {summary}");
+    }
+    println!(
+        "hosts in {} order (free RAM decides spread and pack; the first passing host wins{}):",
+        x.strategy,
+        if x.strategy == "random" {
+            "; random draws among the passing ones"
+        } else {
+            ""
+        }
+    );
+    for (k, v) in x.verdicts.iter().enumerate().take(show) {
+        println!(
+            "  {:>3}. {:<20} free RAM {:>8} MB  {}",
+            k + 1,
+            v.name,
+            v.free_ram_mb,
+            match &v.failure {
+                None if v.cells.is_empty() => "passes".to_string(),
+                None => format!("passes, guest cells on host cells {:?}", v.cells),
+                Some(f) => format!("refused: {f}"),
+            }
+        );
+    }
+    if x.verdicts.len() > show {
+        println!("  ... {} more (--show N)", x.verdicts.len() - show);
     }
     Ok(0)
 }

@@ -498,7 +498,8 @@ impl Prepared {
         results.into_iter().collect()
     }
 
-    pub fn run_one(&self, policy: usize, seed: u64) -> Result<RunResult, RunError> {
+    /// A fresh simulation of one (policy, seed).
+    fn simulation(&self, policy: usize, seed: u64) -> Result<Simulation, RunError> {
         let spec = &self.scenario.policies[policy];
         let first = &self.scenario.fleet[0].config;
         let config = SimConfig {
@@ -517,7 +518,109 @@ impl Prepared {
             placement: spec.placement,
             seed,
         };
-        let mut sim = Simulation::new(self.hosts.clone(), self.catalog.clone(), config);
+        Ok(Simulation::new(
+            self.hosts.clone(),
+            self.catalog.clone(),
+            config,
+        ))
+    }
+
+    /// Runs (policy, seed) up to the arrival of guest `id`, then explains
+    /// every host's verdict for it and places it; returns the explanation
+    /// and the decision as words.
+    pub fn explain(
+        &self,
+        policy: usize,
+        seed: u64,
+        id: &str,
+    ) -> Result<(crate::sim::explain::Explanation, String), RunError> {
+        struct Quiet;
+        impl crate::sim::Observer for Quiet {}
+        struct Decided(String);
+        impl crate::sim::Observer for Decided {
+            fn arrival(
+                &mut self,
+                _t: f64,
+                _row: &crate::trace::TraceRow,
+                d: &crate::sim::Decision,
+                _sim: &Simulation,
+            ) {
+                self.0 = match d {
+                    crate::sim::Decision::Placed { host, fitted } => match fitted {
+                        Some(f) => format!(
+                            "placed on host {host}, guest cells on host cells {:?}",
+                            f.cells.iter().map(|c| c.id).collect::<Vec<_>>()
+                        ),
+                        None => format!("placed on host {host} (no NUMA topology)"),
+                    },
+                    crate::sim::Decision::Rejected { error: Some(e) } => {
+                        format!("rejected: invalid request ({e})")
+                    }
+                    crate::sim::Decision::Rejected { error: None } => {
+                        "rejected: no host passed".into()
+                    }
+                    crate::sim::Decision::OomKilled { host } => {
+                        format!("placed on host {host}, then OOM-killed: its pages did not fit")
+                    }
+                };
+            }
+        }
+        let mut sim = self.simulation(policy, seed)?;
+        let e = |m: String| RunError(m);
+        let rows: Box<dyn Iterator<Item = Result<crate::trace::TraceRow, crate::trace::CsvError>>> =
+            match &self.trace {
+                Some(path) => {
+                    let f = std::fs::File::open(path)
+                        .map_err(|x| e(format!("{}: {x}", path.display())))?;
+                    Box::new(
+                        TraceReader::new(
+                            std::io::BufReader::new(f),
+                            &self.catalog,
+                            self.skip_bad_rows,
+                        )
+                        .map_err(|x| e(format!("{}: {x}", path.display())))?,
+                    )
+                }
+                None => {
+                    let syn = self.scenario.workload.synthetic.as_ref().expect("checked");
+                    Box::new(SyntheticStream::new(
+                        syn,
+                        seed,
+                        self.synthetic_mix(),
+                        self.mean_mix_memory_mb(),
+                        self.fleet_memory_mb() as f64,
+                        self.scenario.horizon_s,
+                    ))
+                }
+            };
+        let mut quiet = Quiet;
+        let mut first_ids = Vec::new();
+        for row in rows {
+            let row = self.shape(row.map_err(|x| e(x.to_string()))?, seed);
+            if first_ids.len() < 3 {
+                first_ids.push(row.id.clone());
+            }
+            if row.id == id {
+                sim.advance_to(row.arrival_s, false, &mut quiet)
+                    .map_err(|x| e(x.to_string()))?;
+                let explanation = sim.explain(&row);
+                let mut decided = Decided(String::new());
+                sim.run_arrivals(std::iter::once(Ok(row)), &mut decided)
+                    .map_err(|x| e(x.to_string()))?;
+                return Ok((explanation, decided.0));
+            }
+            sim.run_arrivals(std::iter::once(Ok(row)), &mut quiet)
+                .map_err(|x| e(x.to_string()))?;
+        }
+        Err(e(format!(
+            "guest `{id}` is not in the workload (its ids look like {})",
+            first_ids.join(", ")
+        )))
+    }
+
+    pub fn run_one(&self, policy: usize, seed: u64) -> Result<RunResult, RunError> {
+        let spec = &self.scenario.policies[policy];
+        let mut sim = self.simulation(policy, seed)?;
         let horizon = self.scenario.horizon_s.unwrap_or(f64::INFINITY);
         let mut metrics = MetricsCollector::new(
             &sim,

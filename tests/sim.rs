@@ -832,3 +832,65 @@ fn closest_placement_lowers_latency_on_the_dl980() {
         "{summary}"
     );
 }
+
+#[test]
+fn explain_says_why_a_guest_was_refused_and_where_one_went() {
+    // Two hosts of two 2-CPU cells, all CPUs dedicated; each pinned guest
+    // takes a whole cell, so the fifth finds no cell with 2 free pCPUs.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("s.toml"),
+        r#"
+name = "explain"
+[[fleet]]
+count = 2
+[fleet.synthetic]
+sockets = 2
+cores_per_node = 2
+memory_mb_per_node = 4096
+[fleet.config]
+cpu_dedicated_set = "0-3"
+cpu_allocation_ratio = 1.0
+[flavors]
+list = [{ name = "ded", vcpus = 2, memory_mb = 1024, extra_specs = "hw:cpu_policy=dedicated" }]
+[workload]
+trace = "t.csv"
+[[policies]]
+memory_mode = "strict"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("t.csv"),
+        "id,arrival_s,departure_s,flavor\ng1,1,,ded\ng2,2,,ded\ng3,3,,ded\ng4,4,,ded\ng5,5,,ded\n",
+    )
+    .unwrap();
+    let scenario = tmp.path().join("s.toml");
+    let r = numasim(&["explain", scenario.to_str().unwrap(), "--guest", "g5"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let out = stdout(&r);
+    assert!(out.contains("decision: rejected: no host passed"), "{out}");
+    assert!(
+        out.contains("refused by: no cell with 2 free pCPUs on 2 hosts"),
+        "{out}"
+    );
+    let r = numasim(&["explain", scenario.to_str().unwrap(), "--guest", "g1"]);
+    let out = stdout(&r);
+    assert!(
+        out.contains("decision: placed on host 0, guest cells on host cells [0]"),
+        "{out}"
+    );
+    assert!(out.contains("hosts: 2, passing: 2"), "{out}");
+    assert!(
+        out.contains("passes, guest cells on host cells [0]"),
+        "{out}"
+    );
+    // An unknown guest names the ids the workload has.
+    let r = numasim(&["explain", scenario.to_str().unwrap(), "--guest", "g9"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        stderr(&r).contains("guest `g9` is not in the workload (its ids look like g1, g2, g3)"),
+        "{}",
+        stderr(&r)
+    );
+}

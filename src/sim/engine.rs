@@ -538,6 +538,89 @@ impl Simulation {
         Ok(())
     }
 
+    // --- What `explain` needs, computed exactly as `arrive` decides. ---
+
+    /// The guest topology the scheduler works with (none under libvirt's own placements).
+    pub(crate) fn request_for_explain(
+        &mut self,
+        row: &TraceRow,
+    ) -> Result<Option<GuestTopology>, RequestError> {
+        let cached = self.request_for(row);
+        match cached.as_ref() {
+            Ok(r) if self.config.placement.uses_numa_topology() => Ok(r.clone()),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    /// Hosts in the order the strategy tries them.
+    pub(crate) fn host_order(&self) -> Vec<usize> {
+        self.order.iter().map(|&(_, i)| i).collect()
+    }
+
+    pub(crate) fn limits_for(&self, host: usize) -> Option<&Limits> {
+        self.limits_of(&self.hosts[host])
+    }
+
+    /// Whether memory is checked per cell (strict) or per host (relaxed modes).
+    pub(crate) fn checks_cell_memory(&self) -> bool {
+        !matches!(
+            self.config.memory_mode,
+            Some(MemoryMode::Preferred | MemoryMode::Interleave)
+        )
+    }
+
+    /// Why the host-level check (allocation ratios) refuses, if it applies and does.
+    pub(crate) fn host_level_reason(
+        &self,
+        host: usize,
+        vcpus: i64,
+        mem: i64,
+        has_topology: bool,
+        flavor: usize,
+    ) -> Option<String> {
+        let h = &self.hosts[host];
+        let check =
+            !has_topology || self.config.host_check == HostCheck::All || !self.checks_cell_memory();
+        if let (true, Some(l)) = (check, self.limits_of(h)) {
+            // Generic words, so that hosts aggregate; the numbers are in the host list.
+            if (h.vcpu_used + vcpus) as f64 > h.total_cpus as f64 * l.cpu_allocation_ratio {
+                return Some(format!(
+                    "no room for {vcpus} more vCPUs at cpu_allocation_ratio {}",
+                    l.cpu_allocation_ratio
+                ));
+            }
+            if (h.mem_used + mem) as f64 > h.total_mem as f64 * l.ram_allocation_ratio {
+                return Some(format!(
+                    "no room for {mem} MB more at ram_allocation_ratio {}",
+                    l.ram_allocation_ratio
+                ));
+            }
+        }
+        if self.config.placement == Placement::CpusetAuto
+            && self.cpuset_auto_node(host, flavor, mem).is_none()
+        {
+            return Some("no node with room for the guest's memory (cpuset=auto)".into());
+        }
+        None
+    }
+
+    /// The fit (or `closest`) on one host, as `arrive` runs it; errors count as no fit.
+    pub(crate) fn fit_for_explain(&self, host: usize, t: &GuestTopology) -> Option<GuestTopology> {
+        let h = &self.hosts[host];
+        let opts = FitOptions {
+            mode: self.config.fit_mode,
+            pack: false,
+            cell_memory: self.checks_cell_memory(),
+        };
+        let fitted = if self.config.placement == Placement::Closest {
+            fit_closest(&h.topo, t, self.limits_of(h), &h.model.distances, &opts)
+        } else {
+            fit_instance_to_host(&h.topo, t, self.limits_of(h), &PciContext::default(), &opts)
+        };
+        fitted.ok().flatten()
+    }
+
     /// Physical CPUs and memory (MB) of the whole fleet.
     pub fn capacity(&self) -> (i64, i64) {
         let cpus = self

@@ -5,6 +5,7 @@
 
 pub mod cost;
 pub mod engine;
+pub mod explain;
 pub mod fleet;
 pub mod memory;
 pub mod metrics;
