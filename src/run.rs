@@ -209,6 +209,16 @@ pub fn prepare_scenario(
         )
         .map_err(|m| RunError(format!("{}: flavors: {m}", path.display())))?,
     };
+    for (i, p) in scenario.policies.iter().enumerate() {
+        for name in p.manual.keys() {
+            if name != "*" && catalog.position(name).is_none() {
+                return err(format!(
+                    "{}: policies[{i}].manual names unknown flavor `{name}`",
+                    path.display()
+                ));
+            }
+        }
+    }
     let (catalog, shapes) = add_shapes(catalog, &scenario.flavors.shapes)
         .map_err(|m| RunError(format!("{}: flavors.shapes: {m}", path.display())))?;
     let default_touched = scenario.flavors.default_touched_fraction;
@@ -425,6 +435,36 @@ fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
 }
 
 impl Prepared {
+    /// A policy's manual tunings per catalog flavor: its own name, else
+    /// (for shaped flavors) its base flavor's, else `*`.
+    fn manual_tunings(
+        &self,
+        spec: &crate::scenario::PolicySpec,
+    ) -> Vec<Option<crate::sim::engine::ManualTuning>> {
+        if spec.manual.is_empty() {
+            return Vec::new();
+        }
+        self.catalog
+            .flavors
+            .iter()
+            .map(|f| {
+                let base = f.name.split('+').next().unwrap_or(&f.name);
+                spec.manual
+                    .get(&f.name)
+                    .or_else(|| spec.manual.get(base))
+                    .or_else(|| spec.manual.get("*"))
+                    .map(|m| crate::sim::engine::ManualTuning {
+                        nodeset: crate::topology::parse_cpu_list(&m.nodeset)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(i64::from)
+                            .collect(),
+                        mode: m.mode,
+                    })
+            })
+            .collect()
+    }
+
     /// The row with its shaped flavor, if a shape rule picks it.
     fn shape(&self, mut row: crate::trace::TraceRow, seed: u64) -> crate::trace::TraceRow {
         if let Some(rules) = self.shapes.get(row.flavor)
@@ -516,6 +556,7 @@ impl Prepared {
             calibration: self.scenario.cost.calibration().map_err(RunError)?,
             numa_aware_guests: self.scenario.cost.numa_aware_guests,
             placement: spec.placement,
+            manual: self.manual_tunings(spec),
             seed,
         };
         Ok(Simulation::new(

@@ -299,6 +299,18 @@ pub struct PolicySpec {
     /// A label for tables and CSVs instead of the generated name.
     #[serde(default)]
     pub name: Option<String>,
+    /// `placement = "manual"`: flavor name (or `*` for the others) -> the
+    /// operator's numatune, `{ nodeset = "0-1", mode = "interleave" }`.
+    #[serde(default)]
+    pub manual: BTreeMap<String, ManualSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualSpec {
+    /// Host NUMA node ids, as in libvirt's `nodeset` (`0-1,3`).
+    pub nodeset: String,
+    pub mode: MemoryMode,
 }
 
 pub use crate::sim::engine::Placement;
@@ -454,6 +466,21 @@ impl Scenario {
                 return bad(format!(
                     "fleet[{i}].config: allocation ratios must be positive"
                 ));
+            }
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            if (p.placement == Placement::Manual) == p.manual.is_empty() {
+                return bad(format!(
+                    "policies[{i}]: `manual` tunings go with placement = \"manual\", and it needs them"
+                ));
+            }
+            for (flavor, m) in &p.manual {
+                if crate::topology::parse_cpu_list(&m.nodeset).map_or(true, |l| l.is_empty()) {
+                    return bad(format!(
+                        "policies[{i}].manual.\"{flavor}\".nodeset = `{}`: expected node ids such as 0-1,3",
+                        m.nodeset
+                    ));
+                }
             }
         }
         if self.policies.is_empty() {

@@ -58,6 +58,16 @@ fn simulate_with(
     trace: &str,
     placement: numasim::sim::engine::Placement,
 ) -> (Record, Simulation) {
+    simulate_manual(mode, ram_ratio, trace, placement, Vec::new())
+}
+
+fn simulate_manual(
+    mode: MemoryMode,
+    ram_ratio: f64,
+    trace: &str,
+    placement: numasim::sim::engine::Placement,
+    manual: Vec<Option<numasim::sim::engine::ManualTuning>>,
+) -> (Record, Simulation) {
     let catalog: Catalog = read_catalog(FLAVORS.as_bytes()).unwrap();
     let config = SimConfig {
         strategy: Strategy::Spread,
@@ -73,6 +83,7 @@ fn simulate_with(
         calibration: Default::default(),
         numa_aware_guests: false,
         placement,
+        manual,
         seed: 1,
     };
     let mut sim = Simulation::new(fleet_from_json(HOST).unwrap(), catalog.clone(), config);
@@ -132,6 +143,65 @@ fn cpuset_auto_confines_each_guest_to_the_emptiest_node_that_holds_it() {
         rec.decisions,
         ["g1 placed on 0", "g2 placed on 0", "g3 oom"]
     );
+}
+
+#[test]
+fn manual_numatune_binds_each_flavor_to_its_nodeset() {
+    use numasim::sim::engine::{ManualTuning, Placement};
+    let tune = |nodeset: Vec<i64>, mode| Some(ManualTuning { nodeset, mode });
+    // Catalog order: big, mid, float. `float` interleaved over both nodes,
+    // `mid` (one virtual cell) bound to node 1.
+    let manual = |mid_mode| {
+        vec![
+            None,
+            tune(vec![1], mid_mode),
+            tune(vec![0, 1], MemoryMode::Interleave),
+        ]
+    };
+    let trace = "g1,1,,float\ng2,2,,mid\n";
+    let (rec, sim) = simulate_manual(
+        MemoryMode::Strict,
+        1.0,
+        trace,
+        Placement::Manual,
+        manual(MemoryMode::Strict),
+    );
+    // g1: 2048 MB on each node, vCPUs over both: remote 0.5, latency 1.55.
+    // g2: 3072 MB bound strictly to node 1, which has 2048 left: killed,
+    // although node 0 has room (what the KVM-on-NUMA article warns about).
+    assert_eq!(rec.decisions, ["g1 placed on 0", "g2 oom"]);
+    let (remote, latency, _) = rec.costs[0];
+    assert!(
+        close(remote, 0.5) && close(latency, 1.55),
+        "{:?}",
+        rec.costs
+    );
+    assert!(close(sim.free_mb[0][0], 2048.0) && close(sim.free_mb[0][1], 2048.0));
+    // Preferred on node 1 instead: 2048 there, 1024 spilled to node 0.
+    let (rec, sim) = simulate_manual(
+        MemoryMode::Strict,
+        1.0,
+        trace,
+        Placement::Manual,
+        manual(MemoryMode::Preferred),
+    );
+    assert_eq!(rec.decisions, ["g1 placed on 0", "g2 placed on 0"]);
+    let (remote, latency, spans) = rec.costs[1];
+    assert!(
+        close(remote, 1.0 / 3.0) && close(latency, 2.0 / 3.0 + 2.1 / 3.0) && spans,
+        "{:?}",
+        rec.costs
+    );
+    assert!(close(sim.free_mb[0][0], 1024.0) && close(sim.free_mb[0][1], 0.0));
+    // A nodeset naming a node the host lacks: no host passes.
+    let (rec, _) = simulate_manual(
+        MemoryMode::Strict,
+        1.0,
+        "g1,1,,mid\n",
+        Placement::Manual,
+        vec![None, tune(vec![3], MemoryMode::Strict), None],
+    );
+    assert_eq!(rec.decisions, ["g1 rejected"]);
 }
 
 #[test]
@@ -234,6 +304,7 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
             calibration: Default::default(),
             numa_aware_guests: false,
             placement: numasim::sim::engine::Placement::Nova,
+            manual: Vec::new(),
             seed: 2,
         },
     );
@@ -743,6 +814,7 @@ mod index_vs_scan {
                 calibration: Default::default(),
                 numa_aware_guests: false,
         placement: numasim::sim::engine::Placement::Nova,
+        manual: Vec::new(),
                 seed: 1,
             };
             let mut sim = Simulation::new(hosts.clone(), catalog.clone(), config);

@@ -75,6 +75,17 @@ pub enum Placement {
     /// vCPUs confined to its CPUs; no memory binding, so pages follow the
     /// CPUs there and spill by distance when it fills. Extra specs ignored.
     CpusetAuto,
+    /// An operator's explicit `<numatune>` per flavor (oVirt's NUMA tuning):
+    /// vCPUs pinned to a nodeset's CPUs, memory in a mode over it, guest
+    /// virtual NUMA cells mapped onto its nodes in turn. Nova's fit unused.
+    Manual,
+}
+
+/// A flavor's manual NUMA tuning: host NUMA node ids and the memory mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManualTuning {
+    pub nodeset: Vec<i64>,
+    pub mode: MemoryMode,
 }
 
 impl Placement {
@@ -84,6 +95,7 @@ impl Placement {
             Placement::Closest => "closest",
             Placement::Float => "float",
             Placement::CpusetAuto => "cpuset-auto",
+            Placement::Manual => "manual",
         }
     }
 
@@ -109,6 +121,9 @@ pub struct SimConfig {
     pub calibration: super::cost::Calibration,
     /// How guests are put on host cells (Nova's fit, or another model).
     pub placement: Placement,
+    /// `manual`: the operator's numatune per catalog flavor (`None`: the
+    /// flavor has none and floats).
+    pub manual: Vec<Option<ManualTuning>>,
     /// Guests with a virtual NUMA topology keep each vCPU's accesses in its
     /// own guest cell; otherwise (the default) every vCPU touches all of
     /// the guest's memory uniformly.
@@ -200,6 +215,8 @@ pub struct Simulation {
     pub placements: u64,
     /// `cpuset-auto`: the host cell the guest being placed is confined to.
     cpuset_node: Option<usize>,
+    /// `manual`: the tuning of the guest being placed and its virtual cells.
+    manual_now: Option<(ManualTuning, usize)>,
     /// Per-demand page placement of the guest being placed (for its cost).
     last_demands: Vec<Vec<f64>>,
     /// Fleet-wide claimed CPUs (floating vCPUs plus pinned pCPUs) and memory.
@@ -258,6 +275,7 @@ impl Simulation {
             placements: 0,
             last_demands: Vec::new(),
             cpuset_node: None,
+            manual_now: None,
             claimed_cpus: 0,
             claimed_mem: 0,
             guests_on: Vec::new(),
@@ -389,6 +407,16 @@ impl Simulation {
                 return Ok(());
             }
         };
+        self.manual_now = match self.config.placement {
+            Placement::Manual => self
+                .config
+                .manual
+                .get(row.flavor)
+                .cloned()
+                .flatten()
+                .map(|t| (t, request.map_or(0, |r| r.cells.len()))),
+            _ => None,
+        };
         let request = if self.config.placement.uses_numa_topology() {
             request
         } else {
@@ -439,6 +467,11 @@ impl Simulation {
                     }
                     if self.config.placement == Placement::CpusetAuto
                         && self.cpuset_auto_node(i, row.flavor, flavor_mem).is_none()
+                    {
+                        continue;
+                    }
+                    if let Some((t, _)) = &self.manual_now
+                        && t.nodeset.iter().any(|id| h.model.cell_index(*id).is_none())
                     {
                         continue;
                     }
@@ -602,6 +635,11 @@ impl Simulation {
         {
             return Some("no node with room for the guest's memory (cpuset=auto)".into());
         }
+        if let Some(Some(t)) = self.config.manual.get(flavor)
+            && t.nodeset.iter().any(|id| h.model.cell_index(*id).is_none())
+        {
+            return Some(format!("no NUMA nodes {:?} (manual nodeset)", t.nodeset));
+        }
         None
     }
 
@@ -759,13 +797,17 @@ impl Simulation {
             .get(flavor_idx)
             .copied()
             .unwrap_or(1.0);
-        let demands = demands_for(
-            &model,
-            fitted,
-            flavor_mem as f64 * touched,
-            mode,
-            self.cpuset_node,
-        );
+        let demands = if let Some((t, cells)) = &self.manual_now {
+            manual_demands(&model, t, *cells, flavor_mem as f64 * touched)
+        } else {
+            demands_for(
+                &model,
+                fitted,
+                flavor_mem as f64 * touched,
+                mode,
+                self.cpuset_node,
+            )
+        };
         let placed = place(&self.free_mb[host], &model.distances, &demands)?;
         // Only general memory is tracked as free/used; reserved hugepages are the fit's.
         let total: Vec<f64> = (0..n)
@@ -815,8 +857,26 @@ impl Simulation {
                 })
                 .collect(),
             None => {
+                let on_nodeset = |c: usize| {
+                    self.manual_now.as_ref().is_some_and(|(t, _)| {
+                        t.nodeset.iter().any(|id| model.cell_index(*id) == Some(c))
+                    })
+                };
+                let nodeset_cpus: f64 = (0..n)
+                    .filter(|&c| on_nodeset(c))
+                    .map(|c| f64::from(model.cpus_per_cell[c]))
+                    .sum();
                 let cpu: Vec<f64> = match self.cpuset_node {
                     Some(node) => (0..n).map(|c| f64::from(u8::from(c == node))).collect(),
+                    None if self.manual_now.is_some() && nodeset_cpus > 0.0 => (0..n)
+                        .map(|c| {
+                            if on_nodeset(c) {
+                                f64::from(model.cpus_per_cell[c]) / nodeset_cpus
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect(),
                     None => model
                         .cpus_per_cell
                         .iter()
@@ -954,6 +1014,65 @@ fn merge_accesses(cells: &[CellAccess], placed: &[Vec<f64>]) -> Vec<CellAccess> 
 }
 
 /// The page demands of a placed guest under a memory mode.
+/// Pages under an operator's numatune: with guest virtual cells, each cell
+/// on the nodeset's nodes in turn (strict: there only; preferred: spilling;
+/// interleave: over the whole nodeset); without, the whole guest over the
+/// nodeset (strict: in proportion to the nodes' CPUs; preferred: the first
+/// node, spilling; interleave: evenly). Never outside the nodeset but for
+/// `preferred`.
+fn manual_demands(
+    model: &super::fleet::HostModel,
+    t: &ManualTuning,
+    guest_cells: usize,
+    touched_mb: f64,
+) -> Vec<Demand> {
+    let nodes: Vec<usize> = t
+        .nodeset
+        .iter()
+        .filter_map(|id| model.cell_index(*id))
+        .collect();
+    let even = |set: &[usize]| -> Vec<(usize, f64)> {
+        set.iter().map(|&c| (c, 1.0 / set.len() as f64)).collect()
+    };
+    let by_cpus = |set: &[usize]| -> Vec<(usize, f64)> {
+        let total: f64 = set.iter().map(|&c| f64::from(model.cpus_per_cell[c])).sum();
+        if total > 0.0 {
+            set.iter()
+                .map(|&c| (c, f64::from(model.cpus_per_cell[c]) / total))
+                .collect()
+        } else {
+            even(set)
+        }
+    };
+    let demand = |targets, mb, may_spill| Demand {
+        targets,
+        mb,
+        may_spill,
+        reserved: false,
+    };
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    if guest_cells == 0 {
+        return vec![match t.mode {
+            MemoryMode::Strict => demand(by_cpus(&nodes), touched_mb, false),
+            MemoryMode::Preferred => demand(vec![(nodes[0], 1.0)], touched_mb, true),
+            MemoryMode::Interleave => demand(even(&nodes), touched_mb, false),
+        }];
+    }
+    let per_cell = touched_mb / guest_cells as f64;
+    (0..guest_cells)
+        .map(|i| {
+            let node = nodes[i % nodes.len()];
+            match t.mode {
+                MemoryMode::Strict => demand(vec![(node, 1.0)], per_cell, false),
+                MemoryMode::Preferred => demand(vec![(node, 1.0)], per_cell, true),
+                MemoryMode::Interleave => demand(even(&nodes), per_cell, false),
+            }
+        })
+        .collect()
+}
+
 fn demands_for(
     model: &super::fleet::HostModel,
     fitted: &Option<GuestTopology>,
