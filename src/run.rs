@@ -812,7 +812,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<28} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "{:<30} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
         "policy",
         "seeds",
         "rejected",
@@ -831,7 +831,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
             |f: &dyn Fn(&RunMetrics) -> f64| rs.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
         let _ = writeln!(
             out,
-            "{:<28} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1}",
+            "{:<30} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1}",
             p,
             rs.len(),
             100.0 * mean(&|m| m.rejection_rate()),
