@@ -492,6 +492,24 @@ impl Prepared {
             .unwrap_or_default()
     }
 
+    /// The synthetic workload of one replication.
+    fn synthetic_stream(&self, seed: u64) -> SyntheticStream {
+        let syn = self
+            .scenario
+            .workload
+            .synthetic
+            .as_ref()
+            .expect("checked in prepare: a trace or a synthetic workload");
+        SyntheticStream::new(
+            syn,
+            seed,
+            self.synthetic_mix(),
+            self.mean_mix_memory_mb(),
+            self.fleet_memory_mb() as f64,
+            self.scenario.horizon_s,
+        )
+    }
+
     /// Mean memory of a guest drawn from the synthetic mix, MB.
     fn mean_mix_memory_mb(&self) -> f64 {
         let mix = self.synthetic_mix();
@@ -622,17 +640,7 @@ impl Prepared {
                         .map_err(|x| e(format!("{}: {x}", path.display())))?,
                     )
                 }
-                None => {
-                    let syn = self.scenario.workload.synthetic.as_ref().expect("checked");
-                    Box::new(SyntheticStream::new(
-                        syn,
-                        seed,
-                        self.synthetic_mix(),
-                        self.mean_mix_memory_mb(),
-                        self.fleet_memory_mb() as f64,
-                        self.scenario.horizon_s,
-                    ))
-                }
+                None => Box::new(self.synthetic_stream(seed)),
             };
         let mut quiet = Quiet;
         let mut first_ids = Vec::new();
@@ -690,20 +698,7 @@ impl Prepared {
                 skipped = reader.skipped;
             }
             None => {
-                let syn = self
-                    .scenario
-                    .workload
-                    .synthetic
-                    .as_ref()
-                    .expect("checked: trace or synthetic");
-                let stream = SyntheticStream::new(
-                    syn,
-                    seed,
-                    self.synthetic_mix(),
-                    self.mean_mix_memory_mb(),
-                    self.fleet_memory_mb() as f64,
-                    self.scenario.horizon_s,
-                );
+                let stream = self.synthetic_stream(seed);
                 sim.run_arrivals(
                     stream.map(|r| r.map(|row| self.shape(row, seed))),
                     &mut metrics,

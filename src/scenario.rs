@@ -504,27 +504,24 @@ impl Scenario {
             ));
         }
         if let Some(syn) = &self.workload.synthetic {
+            if syn.arrivals_per_hour.is_some() == syn.offered_load.is_some() {
+                return bad("workload.synthetic: give exactly one of `arrivals_per_hour` and `offered_load`".into());
+            }
+            if syn.mix.is_empty()
+                || syn.mix.values().any(|w| !w.is_finite() || *w < 0.0)
+                || syn.mix.values().sum::<f64>() <= 0.0
             {
-                if syn.arrivals_per_hour.is_some() == syn.offered_load.is_some() {
-                    return bad("workload.synthetic: give exactly one of `arrivals_per_hour` and `offered_load`".into());
-                }
-                if syn.mix.is_empty()
-                    || syn.mix.values().any(|w| !w.is_finite() || *w < 0.0)
-                    || syn.mix.values().sum::<f64>() <= 0.0
-                {
-                    return bad(
-                        "workload.synthetic.mix: weights must be non-negative and not all zero"
-                            .into(),
-                    );
-                }
-                let life_ok = match &syn.lifetime {
-                    Lifetime::Exponential { mean_s } => *mean_s > 0.0,
-                    Lifetime::Lognormal { median_s, sigma } => *median_s > 0.0 && *sigma >= 0.0,
-                    Lifetime::Empirical { sorted_s } => !sorted_s.is_empty(),
-                };
-                if !life_ok {
-                    return bad("workload.synthetic.lifetime: mean/median must be positive and sigma non-negative".into());
-                }
+                return bad(
+                    "workload.synthetic.mix: weights must be non-negative and not all zero".into(),
+                );
+            }
+            let life_ok = match &syn.lifetime {
+                Lifetime::Exponential { mean_s } => *mean_s > 0.0,
+                Lifetime::Lognormal { median_s, sigma } => *median_s > 0.0 && *sigma >= 0.0,
+                Lifetime::Empirical { sorted_s } => !sorted_s.is_empty(),
+            };
+            if !life_ok {
+                return bad("workload.synthetic.lifetime: mean/median must be positive and sigma non-negative".into());
             }
         }
         if self.flavors.file.is_none() && self.flavors.list.is_empty() {
