@@ -485,6 +485,7 @@ fn replay(a: ReplayArgs) -> Result<i32> {
         numa_aware_guests: false,
         placement: numasim::sim::engine::Placement::Nova,
         manual: Vec::new(),
+        growth: Vec::new(),
         seed: 0,
     };
     let mut sim = Simulation::new(hosts, catalog.clone(), config);

@@ -61,6 +61,8 @@ pub struct Prepared {
     pub shapes: Vec<Vec<(usize, f64, usize)>>,
     /// How the twin workload was fitted, when the scenario has one.
     pub twin: Option<String>,
+    /// Memory growth per catalog flavor (`flavors.growth`).
+    pub growth: Vec<Option<crate::sim::engine::Growth>>,
 }
 
 fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunError> {
@@ -209,6 +211,14 @@ pub fn prepare_scenario(
         )
         .map_err(|m| RunError(format!("{}: flavors: {m}", path.display())))?,
     };
+    for name in scenario.flavors.growth.keys() {
+        if name != "*" && catalog.position(name).is_none() {
+            return err(format!(
+                "{}: flavors.growth names unknown flavor `{name}`",
+                path.display()
+            ));
+        }
+    }
     for (i, p) in scenario.policies.iter().enumerate() {
         for name in p.manual.keys() {
             if name != "*" && catalog.position(name).is_none() {
@@ -288,6 +298,7 @@ pub fn prepare_scenario(
         .trace
         .clone()
         .or_else(|| scenario.workload.trace.as_ref().map(|t| base.join(t)));
+    let growth = growth_per_flavor(&catalog, &scenario.flavors.growth);
     Ok(Prepared {
         scenario,
         base,
@@ -296,9 +307,35 @@ pub fn prepare_scenario(
         touched,
         trace,
         skip_bad_rows: ov.skip_bad_rows,
+        growth,
         shapes,
         twin: twin_report,
     })
+}
+
+/// `flavors.growth` per catalog flavor: its own name, its base flavor's (shaped
+/// variants), or `*`.
+fn growth_per_flavor(
+    catalog: &Catalog,
+    spec: &std::collections::BTreeMap<String, crate::scenario::GrowthSpec>,
+) -> Vec<Option<crate::sim::engine::Growth>> {
+    if spec.is_empty() {
+        return Vec::new();
+    }
+    catalog
+        .flavors
+        .iter()
+        .map(|f| {
+            let base = f.name.split('+').next().unwrap_or(&f.name);
+            spec.get(&f.name)
+                .or_else(|| spec.get(base))
+                .or_else(|| spec.get("*"))
+                .map(|g| crate::sim::engine::Growth {
+                    to: g.to,
+                    mean_delay_s: g.mean_delay_s,
+                })
+        })
+        .collect()
 }
 
 /// Adds a shaped variant of every flavor for every rule it matches.
@@ -575,6 +612,7 @@ impl Prepared {
             numa_aware_guests: self.scenario.cost.numa_aware_guests,
             placement: spec.placement,
             manual: self.manual_tunings(spec),
+            growth: self.growth.clone(),
             seed,
         };
         Ok(Simulation::new(
@@ -729,7 +767,7 @@ impl Prepared {
     }
 }
 
-pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model,spilled_guests,spilled_gb";
+pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model,spilled_guests,spilled_gb,late_oom_kills,late_spilled_guests,late_spilled_gb,mean_time_to_late_kill_s";
 
 pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> String {
     let mut out = String::from(SUMMARY_HEADER);
@@ -738,7 +776,7 @@ pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> S
         let m = &r.metrics;
         let _ = writeln!(
             out,
-            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model},{},{:.3}",
+            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model},{},{:.3},{},{},{:.3},{:.1}",
             r.policy,
             r.seed,
             m.guests,
@@ -758,6 +796,10 @@ pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> S
             m.fit_calls,
             m.spilled_guests,
             m.spilled_mb / 1024.0,
+            m.late_oom_kills,
+            m.late_spilled_guests,
+            m.late_spilled_mb / 1024.0,
+            m.mean_time_to_late_kill_s,
         );
     }
     out
@@ -807,7 +849,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<30} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "{:<30} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9}",
         "policy",
         "seeds",
         "rejected",
@@ -817,7 +859,8 @@ pub fn comparison_table(results: &[RunResult]) -> String {
         "remote",
         "latency",
         "p95 lat",
-        "oom"
+        "oom",
+        "late oom"
     );
     for p in policies {
         let rs: Vec<&RunResult> = results.iter().filter(|r| r.policy == p).collect();
@@ -826,7 +869,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
             |f: &dyn Fn(&RunMetrics) -> f64| rs.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
         let _ = writeln!(
             out,
-            "{:<30} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1}",
+            "{:<30} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1} {:>9.1}",
             p,
             rs.len(),
             100.0 * mean(&|m| m.rejection_rate()),
@@ -837,6 +880,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
             mean(&|m| m.mean_latency_factor),
             mean(&|m| m.p95_latency_factor),
             mean(&|m| m.oom_kills as f64),
+            mean(&|m| m.late_oom_kills as f64),
         );
     }
     out

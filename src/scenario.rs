@@ -147,6 +147,19 @@ pub struct Flavors {
     /// share the guest draws, adds its extra specs to that guest.
     #[serde(default)]
     pub shapes: Vec<ShapeRule>,
+    /// Memory that grows during a guest's life: flavor name (or `*`) ->
+    /// `{ to = 0.95, mean_delay_s = 7200 }` (touched fraction reached after
+    /// an exponential delay), what turns `strict` into OOM kills and
+    /// `preferred` into spills over time.
+    #[serde(default)]
+    pub growth: BTreeMap<String, GrowthSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrowthSpec {
+    pub to: f64,
+    pub mean_delay_s: f64,
 }
 
 /// `{ min_vcpus = 8, extra_specs = "hw:numa_nodes=2" }`,
@@ -526,6 +539,15 @@ impl Scenario {
         }
         if self.flavors.file.is_none() && self.flavors.list.is_empty() {
             return bad("flavors: give `file` or [[flavors.list]] entries".into());
+        }
+        for (name, g) in &self.flavors.growth {
+            let valid =
+                (0.0..=1.0).contains(&g.to) && g.mean_delay_s > 0.0 && g.mean_delay_s.is_finite();
+            if !valid {
+                return bad(format!(
+                    "flavors.growth.\"{name}\": `to` must be a fraction in [0, 1] and `mean_delay_s` positive"
+                ));
+            }
         }
         for (i, r) in self.flavors.shapes.iter().enumerate() {
             if !(0.0..=1.0).contains(&r.share) {

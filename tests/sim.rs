@@ -23,6 +23,7 @@ struct Record {
     costs: Vec<(f64, f64, bool)>,
     spilled: Vec<f64>,
     invariant_broken: bool,
+    growth: Vec<numasim::sim::engine::GrowthOutcome>,
 }
 
 impl Observer for Record {
@@ -40,6 +41,9 @@ impl Observer for Record {
     }
     fn departure(&mut self, _t: f64, _row: usize, sim: &Simulation) {
         self.invariant_broken |= !sim.accounting_ok();
+    }
+    fn growth(&mut self, _t: f64, _row: usize, outcome: numasim::sim::engine::GrowthOutcome) {
+        self.growth.push(outcome);
     }
 }
 
@@ -68,6 +72,26 @@ fn simulate_manual(
     placement: numasim::sim::engine::Placement,
     manual: Vec<Option<numasim::sim::engine::ManualTuning>>,
 ) -> (Record, Simulation) {
+    simulate_full(
+        mode,
+        ram_ratio,
+        trace,
+        placement,
+        manual,
+        vec![1.0; 3],
+        Vec::new(),
+    )
+}
+
+fn simulate_full(
+    mode: MemoryMode,
+    ram_ratio: f64,
+    trace: &str,
+    placement: numasim::sim::engine::Placement,
+    manual: Vec<Option<numasim::sim::engine::ManualTuning>>,
+    touched_fraction: Vec<f64>,
+    growth: Vec<Option<numasim::sim::engine::Growth>>,
+) -> (Record, Simulation) {
     let catalog: Catalog = read_catalog(FLAVORS.as_bytes()).unwrap();
     let config = SimConfig {
         strategy: Strategy::Spread,
@@ -79,11 +103,12 @@ fn simulate_manual(
         }),
         fit_mode: numasim::fit::Mode::Nova,
         memory_mode: Some(mode),
-        touched_fraction: vec![1.0; 3],
+        touched_fraction,
         calibration: Default::default(),
         numa_aware_guests: false,
         placement,
         manual,
+        growth,
         seed: 1,
     };
     let mut sim = Simulation::new(fleet_from_json(HOST).unwrap(), catalog.clone(), config);
@@ -205,6 +230,45 @@ fn manual_numatune_binds_each_flavor_to_its_nodeset() {
 }
 
 #[test]
+fn growing_memory_kills_under_strict_and_spills_under_preferred() {
+    use numasim::sim::engine::{Growth, GrowthOutcome, Placement};
+    // `float` (no NUMA topology) takes 2048 MB of each cell; then `mid`,
+    // bound to cell 0 by Nova's fit (blind to the floating guest), touches
+    // half its 3072 MB and later all of it: 1536 MB more on a cell with 512.
+    let run = |mode| {
+        simulate_full(
+            mode,
+            1.0,
+            "g1,1,,float\ng2,2,,mid\n",
+            Placement::Nova,
+            Vec::new(),
+            vec![1.0, 0.5, 1.0],
+            vec![
+                None,
+                Some(Growth {
+                    to: 1.0,
+                    mean_delay_s: 600.0,
+                }),
+                None,
+            ],
+        )
+    };
+    let (rec, sim) = run(MemoryMode::Strict);
+    assert_eq!(rec.decisions, ["g1 placed on 0", "g2 placed on 0"]);
+    assert!(
+        matches!(rec.growth.as_slice(), [GrowthOutcome::Killed { after_s }] if *after_s > 0.0),
+        "{:?}",
+        rec.growth
+    );
+    assert!(!rec.invariant_broken);
+    // g2's pages and claims are gone; g1 stays until the end.
+    assert!(close(sim.free_mb[0][0], 2048.0) && close(sim.free_mb[0][1], 2048.0));
+    let (rec, sim) = run(MemoryMode::Preferred);
+    assert_eq!(rec.growth, [GrowthOutcome::Grew { spilled_mb: 1024.0 }]);
+    assert!(close(sim.free_mb[0][0], 0.0) && close(sim.free_mb[0][1], 1024.0));
+}
+
+#[test]
 fn strict_refuses_a_guest_larger_than_a_cell() {
     let (rec, _) = simulate(MemoryMode::Strict, 1.0, "g1,1,,big\n");
     assert_eq!(rec.decisions, ["g1 rejected"]);
@@ -305,6 +369,7 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
             numa_aware_guests: false,
             placement: numasim::sim::engine::Placement::Nova,
             manual: Vec::new(),
+            growth: Vec::new(),
             seed: 2,
         },
     );
@@ -815,6 +880,7 @@ mod index_vs_scan {
                 numa_aware_guests: false,
         placement: numasim::sim::engine::Placement::Nova,
         manual: Vec::new(),
+        growth: Vec::new(),
                 seed: 1,
             };
             let mut sim = Simulation::new(hosts.clone(), catalog.clone(), config);

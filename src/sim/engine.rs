@@ -124,6 +124,8 @@ pub struct SimConfig {
     /// `manual`: the operator's numatune per catalog flavor (`None`: the
     /// flavor has none and floats).
     pub manual: Vec<Option<ManualTuning>>,
+    /// Memory growth per catalog flavor (empty: none grows).
+    pub growth: Vec<Option<Growth>>,
     /// Guests with a virtual NUMA topology keep each vCPU's accesses in its
     /// own guest cell; otherwise (the default) every vCPU touches all of
     /// the guest's memory uniformly.
@@ -164,6 +166,8 @@ pub trait Observer {
     /// A placed guest's cost, right after placement.
     fn guest_cost(&mut self, _t: f64, _row: &TraceRow, _cost: &GuestCost) {}
     fn departure(&mut self, _t: f64, _row: usize, _sim: &Simulation) {}
+    /// A running guest's touched memory grew (`flavors.growth`).
+    fn growth(&mut self, _t: f64, _row: usize, _outcome: GrowthOutcome) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +192,34 @@ struct Placed {
     mem: i64,
     /// Resident MB per host cell.
     pages: Vec<f64>,
+    /// Trace row: queue entries for a slot that was freed and reused are stale.
+    row: usize,
+    flavor: usize,
+    arrival_s: f64,
+    /// `cpuset-auto`'s node; `manual`'s tuning and guest cell count.
+    confined: Option<usize>,
+    manual: Option<(ManualTuning, usize)>,
+}
+
+/// Marks a queue entry as a memory-growth event rather than a departure.
+const GROWTH: u32 = 1 << 31;
+
+/// A flavor's memory growth: from its touched fraction at start to `to`,
+/// after an exponentially distributed delay (mean `mean_delay_s`), drawn
+/// per guest from the run's seed and the guest's row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Growth {
+    pub to: f64,
+    pub mean_delay_s: f64,
+}
+
+/// What growing did to a guest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GrowthOutcome {
+    /// The new pages fit; `spilled_mb` of them outside the guest's own cells.
+    Grew { spilled_mb: f64 },
+    /// They did not: the kernel killed the guest, `after_s` into its life.
+    Killed { after_s: f64 },
 }
 
 /// Fleet state and scheduler for one run.
@@ -351,10 +383,25 @@ impl Simulation {
                 break;
             }
             self.departures.pop();
-            self.departures_done += 1;
             self.now = dt;
-            let row = row as usize;
-            self.depart(slot as usize)?;
+            let growth = slot & GROWTH != 0;
+            let (row, slot) = (row as usize, (slot & !GROWTH) as usize);
+            let live = self
+                .placed
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| p.row == row);
+            if !live {
+                // The guest was killed earlier; its slot may hold another now.
+                continue;
+            }
+            if growth {
+                let outcome = self.grow(slot)?;
+                obs.growth(dt, row, outcome);
+                continue;
+            }
+            self.departures_done += 1;
+            self.depart(slot)?;
             obs.departure(dt, row, self);
         }
         Ok(())
@@ -545,12 +592,16 @@ impl Simulation {
             self.placed.push(None);
             self.placed.len() - 1
         });
+        let key = u32::try_from(row.row)
+            .ok()
+            .zip(u32::try_from(slot).ok().filter(|s| s & GROWTH == 0))
+            .ok_or(SimError::TooLarge(row.row))?;
         if let Some(d) = row.departure_s {
-            let key = u32::try_from(row.row)
-                .ok()
-                .zip(u32::try_from(slot).ok())
-                .ok_or(SimError::TooLarge(row.row))?;
             self.departures.push((OrderedTime(d), key.0, key.1));
+        }
+        if let Some(g) = self.growth_time(&row) {
+            self.departures
+                .push((OrderedTime(g), key.0, key.1 | GROWTH));
         }
         self.running += 1;
         self.placements += 1;
@@ -560,6 +611,11 @@ impl Simulation {
             vcpu: vcpu_claim,
             mem,
             pages,
+            row: row.row,
+            flavor: row.flavor,
+            arrival_s: row.arrival_s,
+            confined: self.cpuset_node,
+            manual: self.manual_now.clone(),
         });
         let fitted = self.placed[slot].as_ref().and_then(|p| p.fitted.as_ref());
         obs.arrival(
@@ -744,6 +800,96 @@ impl Simulation {
         }
         self.order.insert(self.order_key(host));
         Ok(())
+    }
+
+    /// When a guest's memory grows, if its flavor grows and before it leaves.
+    fn growth_time(&self, row: &TraceRow) -> Option<f64> {
+        let g = self.config.growth.get(row.flavor)?.as_ref()?;
+        let touched = self
+            .config
+            .touched_fraction
+            .get(row.flavor)
+            .copied()
+            .unwrap_or(1.0);
+        if g.to <= touched || self.config.memory_mode.is_none() {
+            return None;
+        }
+        // Its own stream, so growth never shifts the scheduler's random draws.
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.config.seed ^ (row.row as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let u: f64 = rng.random();
+        let t = row.arrival_s - g.mean_delay_s * (1.0 - u).ln();
+        row.departure_s.is_none_or(|d| t < d).then_some(t)
+    }
+
+    /// The guest in `slot` touches more memory: place the new pages as its
+    /// memory mode places pages, or kill it when they do not fit.
+    fn grow(&mut self, slot: usize) -> Result<GrowthOutcome, SimError> {
+        let Some(p) = self.placed.get(slot).and_then(Option::as_ref) else {
+            return Ok(GrowthOutcome::Grew { spilled_mb: 0.0 });
+        };
+        let (host, flavor) = (p.host, p.flavor);
+        let touched = self
+            .config
+            .touched_fraction
+            .get(flavor)
+            .copied()
+            .unwrap_or(1.0);
+        let to = self.config.growth[flavor]
+            .as_ref()
+            .map_or(touched, |g| g.to);
+        let extra = (to - touched).max(0.0) * self.catalog.flavors[flavor].memory_mb as f64;
+        let mode = self.config.memory_mode.unwrap_or(MemoryMode::Strict);
+        let model = self.hosts[host].model.clone();
+        let demands: Vec<Demand> = match &p.manual {
+            Some((t, cells)) => manual_demands(&model, t, *cells, extra),
+            None => demands_for(&model, &p.fitted, extra, mode, p.confined),
+        }
+        .into_iter()
+        // Hugepage-backed cells were reserved whole by the fit: nothing grows there.
+        .filter(|d| !d.reserved)
+        .collect();
+        let own: Vec<usize> = match (&p.fitted, p.confined, &p.manual) {
+            (Some(f), _, _) => f
+                .cells
+                .iter()
+                .filter_map(|c| model.cell_index(c.id))
+                .collect(),
+            (None, Some(node), _) => vec![node],
+            (None, None, Some((t, _))) => t
+                .nodeset
+                .iter()
+                .filter_map(|id| model.cell_index(*id))
+                .collect(),
+            (None, None, None) => (0..model.cell_ids.len()).collect(),
+        };
+        match place(&self.free_mb[host], &model.distances, &demands) {
+            Some(added) => {
+                let mut spilled_mb = 0.0;
+                let p = self.placed[slot].as_mut().expect("checked above");
+                for placed in &added {
+                    for (c, mb) in placed.iter().enumerate() {
+                        self.free_mb[host][c] -= mb;
+                        if let Some(x) = p.pages.get_mut(c) {
+                            *x += mb;
+                        }
+                        if !own.contains(&c) {
+                            spilled_mb += mb;
+                        }
+                    }
+                }
+                Ok(GrowthOutcome::Grew { spilled_mb })
+            }
+            None => {
+                let p = self.placed[slot].take().expect("checked above");
+                self.free_slots.push(slot);
+                self.running -= 1;
+                let after_s = self.now - p.arrival_s;
+                self.change_usage(p.host, &p.fitted, p.vcpu, p.mem, true, Some(&p.pages))?;
+                Ok(GrowthOutcome::Killed { after_s })
+            }
+        }
     }
 
     /// `cpuset-auto`'s node on a host: among cells with CPUs, the one with

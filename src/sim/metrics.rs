@@ -28,6 +28,13 @@ pub struct RunMetrics {
     /// Per-guest latency factors at quantiles 0, 0.01, ..., 1 (empty when no
     /// guest was costed): the distribution, small enough to keep per run.
     pub latency_quantiles: Vec<f64>,
+    /// Memory growth during guests' lives (`flavors.growth`): guests killed
+    /// when their new pages found no room, guests whose new pages spilled
+    /// outside their cells (and how much), and the mean age at the kill.
+    pub late_oom_kills: u64,
+    pub late_spilled_guests: u64,
+    pub late_spilled_mb: f64,
+    pub mean_time_to_late_kill_s: f64,
 }
 
 impl RunMetrics {
@@ -201,6 +208,26 @@ impl Observer for MetricsCollector {
             self.metrics.spanning_guests += u64::from(cost.spans);
             self.metrics.spilled_guests += u64::from(cost.spilled_mb > 0.0);
             self.metrics.spilled_mb += cost.spilled_mb;
+        }
+    }
+
+    fn growth(&mut self, t: f64, _row: usize, outcome: super::engine::GrowthOutcome) {
+        if !self.measured(t) {
+            return;
+        }
+        let m = &mut self.metrics;
+        match outcome {
+            super::engine::GrowthOutcome::Killed { after_s } => {
+                // Running mean of the age at the kill.
+                m.late_oom_kills += 1;
+                m.mean_time_to_late_kill_s +=
+                    (after_s - m.mean_time_to_late_kill_s) / m.late_oom_kills as f64;
+            }
+            super::engine::GrowthOutcome::Grew { spilled_mb } if spilled_mb > 0.0 => {
+                m.late_spilled_guests += 1;
+                m.late_spilled_mb += spilled_mb;
+            }
+            super::engine::GrowthOutcome::Grew { .. } => {}
         }
     }
 
