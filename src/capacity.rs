@@ -31,12 +31,13 @@ pub struct Target {
 }
 
 /// Metrics a target can name.
-pub const TARGET_METRICS: [&str; 9] = [
+pub const TARGET_METRICS: [&str; 10] = [
     "rejection_rate",
     "p95_latency_factor",
     "mean_latency_factor",
     "remote_access_fraction",
     "oom_kills",
+    "late_oom_kills",
     "spilled_guests",
     "spanning_guests",
     "cpu_alloc_mean",
@@ -50,6 +51,7 @@ pub fn metric_value(m: &RunMetrics, name: &str) -> Option<f64> {
         "mean_latency_factor" => m.mean_latency_factor,
         "remote_access_fraction" => m.remote_access_fraction,
         "oom_kills" => m.oom_kills as f64,
+        "late_oom_kills" => m.late_oom_kills as f64,
         "spilled_guests" => m.spilled_guests as f64,
         "spanning_guests" => m.spanning_guests as f64,
         "cpu_alloc_mean" => m.cpu_alloc_mean,

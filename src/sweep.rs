@@ -515,6 +515,8 @@ impl Sweep {
             m.fit_calls.to_string(),
             m.spilled_guests.to_string(),
             format!("{:.3}", m.spilled_mb / 1024.0),
+            m.late_oom_kills.to_string(),
+            m.late_spilled_guests.to_string(),
         ];
         RunRecord {
             digest: self.run_digests[key.run].clone(),
@@ -571,7 +573,7 @@ pub struct RunRecord {
 }
 
 /// The per-run metrics of `runs.csv`, after the run's identity columns.
-pub const METRICS: [&str; 17] = [
+pub const METRICS: [&str; 19] = [
     "guests",
     "placed",
     "rejected",
@@ -589,6 +591,8 @@ pub const METRICS: [&str; 17] = [
     "fit_calls",
     "spilled_guests",
     "spilled_gb",
+    "late_oom_kills",
+    "late_spilled_guests",
 ];
 
 /// Counts that describe a run rather than measure a policy: not aggregated.
