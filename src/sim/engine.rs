@@ -802,15 +802,31 @@ impl Simulation {
         Ok(())
     }
 
+    /// The fraction of its memory a guest of `flavor` touches at start.
+    fn touched(&self, flavor: usize) -> f64 {
+        self.config
+            .touched_fraction
+            .get(flavor)
+            .copied()
+            .unwrap_or(1.0)
+    }
+
+    /// Takes the guest out of `slot` and returns its claims and pages (a
+    /// departure or a kill).
+    fn release(&mut self, slot: usize) -> Result<Option<Placed>, SimError> {
+        let Some(p) = self.placed.get_mut(slot).and_then(Option::take) else {
+            return Ok(None);
+        };
+        self.free_slots.push(slot);
+        self.running -= 1;
+        self.change_usage(p.host, &p.fitted, p.vcpu, p.mem, true, Some(&p.pages))?;
+        Ok(Some(p))
+    }
+
     /// When a guest's memory grows, if its flavor grows and before it leaves.
     fn growth_time(&self, row: &TraceRow) -> Option<f64> {
         let g = self.config.growth.get(row.flavor)?.as_ref()?;
-        let touched = self
-            .config
-            .touched_fraction
-            .get(row.flavor)
-            .copied()
-            .unwrap_or(1.0);
+        let touched = self.touched(row.flavor);
         if g.to <= touched || self.config.memory_mode.is_none() {
             return None;
         }
@@ -830,12 +846,7 @@ impl Simulation {
             return Ok(GrowthOutcome::Grew { spilled_mb: 0.0 });
         };
         let (host, flavor) = (p.host, p.flavor);
-        let touched = self
-            .config
-            .touched_fraction
-            .get(flavor)
-            .copied()
-            .unwrap_or(1.0);
+        let touched = self.touched(flavor);
         let to = self.config.growth[flavor]
             .as_ref()
             .map_or(touched, |g| g.to);
@@ -882,12 +893,10 @@ impl Simulation {
                 Ok(GrowthOutcome::Grew { spilled_mb })
             }
             None => {
-                let p = self.placed[slot].take().expect("checked above");
-                self.free_slots.push(slot);
-                self.running -= 1;
-                let after_s = self.now - p.arrival_s;
-                self.change_usage(p.host, &p.fitted, p.vcpu, p.mem, true, Some(&p.pages))?;
-                Ok(GrowthOutcome::Killed { after_s })
+                let arrival_s = self.release(slot)?.map_or(self.now, |p| p.arrival_s);
+                Ok(GrowthOutcome::Killed {
+                    after_s: self.now - arrival_s,
+                })
             }
         }
     }
@@ -896,12 +905,7 @@ impl Simulation {
     /// the most free memory that holds the guest's touched memory (ties: the
     /// first); `None` when no cell can.
     fn cpuset_auto_node(&self, host: usize, flavor: usize, flavor_mem: i64) -> Option<usize> {
-        let touched = self
-            .config
-            .touched_fraction
-            .get(flavor)
-            .copied()
-            .unwrap_or(1.0);
+        let touched = self.touched(flavor);
         let need = flavor_mem as f64 * touched;
         let model = &self.hosts[host].model;
         let free = &self.free_mb[host];
@@ -914,12 +918,8 @@ impl Simulation {
     }
 
     fn depart(&mut self, slot: usize) -> Result<(), SimError> {
-        let Some(p) = self.placed.get_mut(slot).and_then(Option::take) else {
-            return Ok(());
-        };
-        self.free_slots.push(slot);
-        self.running -= 1;
-        self.change_usage(p.host, &p.fitted, p.vcpu, p.mem, true, Some(&p.pages))
+        self.release(slot)?;
+        Ok(())
     }
 
     /// Where the guest's pages land; `None` = OOM kill. Without page
@@ -937,12 +937,7 @@ impl Simulation {
         let h = &self.hosts[host];
         let model = h.model.clone();
         let n = model.cell_ids.len();
-        let touched = self
-            .config
-            .touched_fraction
-            .get(flavor_idx)
-            .copied()
-            .unwrap_or(1.0);
+        let touched = self.touched(flavor_idx);
         let demands = if let Some((t, cells)) = &self.manual_now {
             manual_demands(&model, t, *cells, flavor_mem as f64 * touched)
         } else {
