@@ -31,8 +31,9 @@ pub struct Target {
 }
 
 /// Metrics a target can name.
-pub const TARGET_METRICS: [&str; 10] = [
+pub const TARGET_METRICS: [&str; 11] = [
     "rejection_rate",
+    "remote_time_weighted",
     "p95_latency_factor",
     "mean_latency_factor",
     "remote_access_fraction",
@@ -50,6 +51,7 @@ pub fn metric_value(m: &RunMetrics, name: &str) -> Option<f64> {
         "p95_latency_factor" => m.p95_latency_factor,
         "mean_latency_factor" => m.mean_latency_factor,
         "remote_access_fraction" => m.remote_access_fraction,
+        "remote_time_weighted" => m.remote_time_weighted,
         "oom_kills" => m.oom_kills as f64,
         "late_oom_kills" => m.late_oom_kills as f64,
         "spilled_guests" => m.spilled_guests as f64,

@@ -246,6 +246,11 @@ struct RunArgs {
     /// Skip (and count) bad trace rows instead of failing.
     #[arg(long)]
     skip_bad_rows: bool,
+    /// Price latency with a shipped platform table (`xeon-scalable-2s`,
+    /// `nehalem-ep-2s`, `xeon-e7-4s`) or `slit` (SLIT/10), instead of the
+    /// scenario's `[cost]`.
+    #[arg(long, value_name = "NAME")]
+    cost_platform: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -486,6 +491,7 @@ fn replay(a: ReplayArgs) -> Result<i32> {
         placement: numasim::sim::engine::Placement::Nova,
         manual: Vec::new(),
         growth: Vec::new(),
+        rebalancing: Default::default(),
         seed: 0,
     };
     let mut sim = Simulation::new(hosts, catalog.clone(), config);
@@ -573,8 +579,10 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
         hosts: a.hosts,
         seed: a.seed,
         skip_bad_rows: a.skip_bad_rows,
+        cost_platform: a.cost_platform,
     };
-    let prepared = run::prepare(&a.scenario, &ov)?;
+    let mut prepared = run::prepare(&a.scenario, &ov)?;
+    prepared.explain_rejections = true;
     let jobs = (prepared.scenario.policies.len() * prepared.scenario.seeds.len()) as u64;
     let bar = runs_bar(jobs);
     let pool = thread_pool(a.threads)?;
@@ -607,7 +615,11 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
     )?;
     write_atomically(
         &out.join("rejections.csv"),
-        run::rejections_csv(&results).as_bytes(),
+        run::rejections_csv(&results)?.as_bytes(),
+    )?;
+    write_atomically(
+        &out.join("rejections_by_flavor.csv"),
+        run::rejections_by_flavor_csv(&results).as_bytes(),
     )?;
     println!(
         "scenario {name}: {} hosts, {} policies x {} seeds in {:.1} s",

@@ -24,6 +24,9 @@ pub struct Overrides {
     pub hosts: Option<usize>,
     pub seed: Option<u64>,
     pub skip_bad_rows: bool,
+    /// Price latency with this platform's calibration table instead of the
+    /// scenario's `[cost]` (`slit` for SLIT/10, no table).
+    pub cost_platform: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ pub struct RunResult {
     /// Whole-run counts (warm-up and drain included), for throughput.
     pub events: u64,
     pub placements: u64,
+    /// Rejected guests and why (`Prepared::explain_rejections`).
+    pub rejections: Vec<crate::sim::metrics::Rejection>,
 }
 
 /// A scenario with its files read.
@@ -56,6 +61,8 @@ pub struct Prepared {
     pub touched: Vec<f64>,
     pub trace: Option<PathBuf>,
     pub skip_bad_rows: bool,
+    /// Work out why each rejected guest was rejected (`rejections.csv`).
+    pub explain_rejections: bool,
     /// Per catalog flavor: (rule index, share, shaped flavor) for each shape
     /// rule it matches, in rule order (`flavors.shapes`).
     pub shapes: Vec<Vec<(usize, f64, usize)>>,
@@ -155,6 +162,14 @@ pub fn prepare_scenario(
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     if let Some(seed) = ov.seed {
         scenario.seeds = vec![seed];
+    }
+    if let Some(platform) = &ov.cost_platform {
+        scenario.cost.calibration.clear();
+        scenario.cost.platform = (platform != "slit").then(|| platform.clone());
+        scenario
+            .cost
+            .calibration()
+            .map_err(|e| RunError(format!("--cost-platform: {e}")))?;
     }
     expand_node_lists(&mut scenario, &base)?;
     let counts: Vec<usize> = scenario.fleet.iter().map(|f| f.count).collect();
@@ -307,6 +322,7 @@ pub fn prepare_scenario(
         touched,
         trace,
         skip_bad_rows: ov.skip_bad_rows,
+        explain_rejections: false,
         growth,
         shapes,
         twin: twin_report,
@@ -613,6 +629,7 @@ impl Prepared {
             placement: spec.placement,
             manual: self.manual_tunings(spec),
             growth: self.growth.clone(),
+            rebalancing: spec.rebalancing.clone(),
             seed,
         };
         Ok(Simulation::new(
@@ -638,17 +655,20 @@ impl Prepared {
             fn arrival(
                 &mut self,
                 _t: f64,
-                _row: &crate::trace::TraceRow,
+                row: &crate::trace::TraceRow,
                 d: &crate::sim::Decision,
-                _sim: &Simulation,
+                sim: &Simulation,
             ) {
+                let binding = sim
+                    .binding_of(row.row)
+                    .map_or(String::new(), |b| format!("; {b}"));
                 self.0 = match d {
                     crate::sim::Decision::Placed { host, fitted } => match fitted {
                         Some(f) => format!(
                             "placed on host {host}, guest cells on host cells {:?}",
                             f.cells.iter().map(|c| c.id).collect::<Vec<_>>()
                         ),
-                        None => format!("placed on host {host} (no NUMA topology)"),
+                        None => format!("placed on host {host} (no NUMA topology){binding}"),
                     },
                     crate::sim::Decision::Rejected { error: Some(e) } => {
                         format!("rejected: invalid request ({e})")
@@ -715,6 +735,9 @@ impl Prepared {
             horizon,
             self.scenario.output.timeseries_interval_s,
         );
+        if self.explain_rejections {
+            metrics = metrics.with_reasons();
+        }
         let mut skipped = 0;
         match &self.trace {
             Some(path) => {
@@ -754,6 +777,7 @@ impl Prepared {
                 spec.name()
             ));
         }
+        let rejections = metrics.rejections.take().unwrap_or_default();
         let (metrics, samples) = metrics.finish(end, sim.fit_calls);
         Ok(RunResult {
             policy: spec.name(),
@@ -763,11 +787,12 @@ impl Prepared {
             skipped_rows: skipped,
             events: sim.arrivals + sim.departures_done,
             placements: sim.placements,
+            rejections,
         })
     }
 }
 
-pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model,spilled_guests,spilled_gb,late_oom_kills,late_spilled_guests,late_spilled_gb,mean_time_to_late_kill_s";
+pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model,spilled_guests,spilled_gb,late_oom_kills,late_spilled_guests,late_spilled_gb,mean_time_to_late_kill_s,remote_time_weighted,latency_time_weighted,numad_moves,migrated_gb,migration_s";
 
 pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> String {
     let mut out = String::from(SUMMARY_HEADER);
@@ -776,7 +801,7 @@ pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> S
         let m = &r.metrics;
         let _ = writeln!(
             out,
-            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model},{},{:.3},{},{},{:.3},{:.1}",
+            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model},{},{:.3},{},{},{:.3},{:.1},{:.6},{:.6},{},{:.3},{:.1}",
             r.policy,
             r.seed,
             m.guests,
@@ -800,6 +825,11 @@ pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> S
             m.late_spilled_guests,
             m.late_spilled_mb / 1024.0,
             m.mean_time_to_late_kill_s,
+            m.remote_time_weighted,
+            m.latency_time_weighted,
+            m.numad_moves,
+            m.migrated_mb / 1024.0,
+            m.migration_s,
         );
     }
     out
@@ -828,7 +858,33 @@ pub fn timeseries_csv(results: &[RunResult]) -> String {
     out
 }
 
-pub fn rejections_csv(results: &[RunResult]) -> String {
+/// One row per rejected (or at once OOM-killed) guest, with the reason
+/// aggregated over the hosts.
+pub fn rejections_csv(results: &[RunResult]) -> Result<String, RunError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let io = |e: csv::Error| RunError(format!("rejections.csv: {e}"));
+    w.write_record(["policy", "seed", "guest", "arrival_s", "flavor", "reason"])
+        .map_err(io)?;
+    for r in results {
+        for x in &r.rejections {
+            w.write_record([
+                r.policy.as_str(),
+                &r.seed.to_string(),
+                &x.guest,
+                &format!("{:.3}", x.arrival_s),
+                &x.flavor,
+                &x.reason,
+            ])
+            .map_err(io)?;
+        }
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| RunError(format!("rejections.csv: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| RunError(format!("rejections.csv: {e}")))
+}
+
+pub fn rejections_by_flavor_csv(results: &[RunResult]) -> String {
     let mut out = String::from("policy,seed,flavor,rejected\n");
     for r in results {
         for (f, n) in &r.metrics.rejected_by_flavor {
@@ -849,7 +905,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<30} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9}",
+        "{:<30} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>7} {:>9}",
         "policy",
         "seeds",
         "rejected",
@@ -860,7 +916,10 @@ pub fn comparison_table(results: &[RunResult]) -> String {
         "latency",
         "p95 lat",
         "oom",
-        "late oom"
+        "late oom",
+        "remote~t",
+        "moves",
+        "migr GB"
     );
     for p in policies {
         let rs: Vec<&RunResult> = results.iter().filter(|r| r.policy == p).collect();
@@ -869,7 +928,7 @@ pub fn comparison_table(results: &[RunResult]) -> String {
             |f: &dyn Fn(&RunMetrics) -> f64| rs.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
         let _ = writeln!(
             out,
-            "{:<30} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1} {:>9.1}",
+            "{:<30} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1} {:>9.1} {:>7.1}% {:>7.1} {:>9.1}",
             p,
             rs.len(),
             100.0 * mean(&|m| m.rejection_rate()),
@@ -881,6 +940,9 @@ pub fn comparison_table(results: &[RunResult]) -> String {
             mean(&|m| m.p95_latency_factor),
             mean(&|m| m.oom_kills as f64),
             mean(&|m| m.late_oom_kills as f64),
+            100.0 * mean(&|m| m.remote_time_weighted),
+            mean(&|m| m.numad_moves as f64),
+            mean(&|m| m.migrated_mb / 1024.0),
         );
     }
     out

@@ -316,6 +316,9 @@ pub struct PolicySpec {
     /// operator's numatune, `{ nodeset = "0-1", mode = "interleave" }`.
     #[serde(default)]
     pub manual: BTreeMap<String, ManualSpec>,
+    /// `numad` and `autonuma`: intervals, scan rate, migration throughput.
+    #[serde(default)]
+    pub rebalancing: crate::sim::engine::Rebalancing,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -485,6 +488,26 @@ impl Scenario {
             if (p.placement == Placement::Manual) == p.manual.is_empty() {
                 return bad(format!(
                     "policies[{i}]: `manual` tunings go with placement = \"manual\", and it needs them"
+                ));
+            }
+            let r = &p.rebalancing;
+            let positive = [
+                ("numad_interval_s", r.numad_interval_s),
+                ("autonuma_tick_s", r.autonuma_tick_s),
+                ("autonuma_scan_mb_per_s", r.autonuma_scan_mb_per_s),
+                ("migrate_mb_per_s", r.migrate_mb_per_s),
+            ];
+            for (key, v) in positive {
+                if !(v.is_finite() && v > 0.0) {
+                    return bad(format!(
+                        "policies[{i}].rebalancing.{key} = {v}: expected a positive number"
+                    ));
+                }
+            }
+            if !(r.numad_target_utilization > 0.0 && r.numad_target_utilization <= 1.0) {
+                return bad(format!(
+                    "policies[{i}].rebalancing.numad_target_utilization = {}: expected a fraction in (0, 1]",
+                    r.numad_target_utilization
                 ));
             }
             for (flavor, m) in &p.manual {

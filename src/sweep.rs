@@ -517,6 +517,9 @@ impl Sweep {
             format!("{:.3}", m.spilled_mb / 1024.0),
             m.late_oom_kills.to_string(),
             m.late_spilled_guests.to_string(),
+            format!("{:.6}", m.remote_time_weighted),
+            m.numad_moves.to_string(),
+            format!("{:.3}", m.migrated_mb / 1024.0),
         ];
         RunRecord {
             digest: self.run_digests[key.run].clone(),
@@ -573,7 +576,7 @@ pub struct RunRecord {
 }
 
 /// The per-run metrics of `runs.csv`, after the run's identity columns.
-pub const METRICS: [&str; 19] = [
+pub const METRICS: [&str; 22] = [
     "guests",
     "placed",
     "rejected",
@@ -593,6 +596,9 @@ pub const METRICS: [&str; 19] = [
     "spilled_gb",
     "late_oom_kills",
     "late_spilled_guests",
+    "remote_time_weighted",
+    "numad_moves",
+    "migrated_gb",
 ];
 
 /// Counts that describe a run rather than measure a policy: not aggregated.

@@ -15,7 +15,7 @@ const HOST: &str = r#"{"hosts": [{"name": "h0", "host": {"cells": [
    "mempages": [{"size_kb": 4, "total": 1048576, "used": 0}]}],
   "distances": [[10, 21], [21, 10]]}}]}"#;
 
-const FLAVORS: &str = "name,vcpus,memory_mb,extra_specs\nbig,2,6144,hw:numa_nodes=1\nmid,2,3072,hw:numa_nodes=1\nfloat,4,4096,\n";
+const FLAVORS: &str = "name,vcpus,memory_mb,extra_specs\nbig,2,6144,hw:numa_nodes=1\nmid,2,3072,hw:numa_nodes=1\nfloat,4,4096,\nsmall,2,2048,\n";
 
 #[derive(Default)]
 struct Record {
@@ -24,6 +24,8 @@ struct Record {
     spilled: Vec<f64>,
     invariant_broken: bool,
     growth: Vec<numasim::sim::engine::GrowthOutcome>,
+    /// (time, trace row, whether numad moved it, MB migrated).
+    rebalanced: Vec<(f64, usize, bool, f64)>,
 }
 
 impl Observer for Record {
@@ -44,6 +46,16 @@ impl Observer for Record {
     }
     fn growth(&mut self, _t: f64, _row: usize, outcome: numasim::sim::engine::GrowthOutcome) {
         self.growth.push(outcome);
+    }
+    fn rebalance(
+        &mut self,
+        t: f64,
+        row: usize,
+        r: numasim::sim::engine::Rebalanced,
+        sim: &Simulation,
+    ) {
+        self.rebalanced.push((t, row, r.moved, r.migrated_mb));
+        self.invariant_broken |= !sim.accounting_ok();
     }
 }
 
@@ -109,6 +121,7 @@ fn simulate_full(
         placement,
         manual,
         growth,
+        rebalancing: Default::default(),
         seed: 1,
     };
     let mut sim = Simulation::new(fleet_from_json(HOST).unwrap(), catalog.clone(), config);
@@ -227,6 +240,86 @@ fn manual_numatune_binds_each_flavor_to_its_nodeset() {
         vec![None, tune(vec![3], MemoryMode::Strict), None],
     );
     assert_eq!(rec.decisions, ["g1 rejected"]);
+}
+
+#[test]
+fn numad_binds_to_the_best_nodes_and_consolidates_a_spanning_guest_when_room_appears() {
+    use numasim::sim::engine::Placement;
+    // numad's default target utilisation 85 %: 3.4 CPUs and 3481.6 MB per node.
+    // g1 (mid: 2 vCPUs, 3072 MB) ties and takes node 0; g2 scores better on
+    // node 1; g3 (small: 2 vCPUs, 2048 MB) fits neither alone (1.4 CPUs and
+    // 409.6 MB left on each), so it gets both, 1024 MB each (strict by CPUs).
+    // g1 leaves at 50; g3's re-advice at 3 + 4 x 15 = 63 finds node 0 can
+    // take it whole: one move, its 1024 MB on node 1 migrate. g4 only keeps
+    // time running past 63 (nothing is simulated after the last arrival).
+    let trace = "g1,1,50,mid\ng2,2,,mid\ng3,3,,small\ng4,70,71,small\n";
+    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.5, trace, Placement::Numad);
+    assert_eq!(
+        rec.decisions,
+        [
+            "g1 placed on 0",
+            "g2 placed on 0",
+            "g3 placed on 0",
+            "g4 placed on 0"
+        ]
+    );
+    assert!(!rec.invariant_broken);
+    // g3 spans both nodes at placement: remote 0.5 (vCPUs and pages halved).
+    assert!(
+        close(rec.costs[2].0, 0.5) && rec.costs[2].2,
+        "{:?}",
+        rec.costs
+    );
+    let moves: Vec<_> = rec.rebalanced.iter().filter(|r| r.2).collect();
+    assert_eq!(moves.len(), 1, "{:?}", rec.rebalanced);
+    let (t, row, _, mb) = *moves[0];
+    assert!(
+        close(t, 63.0) && row == 2 && close(mb, 1024.0),
+        "{:?}",
+        moves
+    );
+    // Re-advice before g1 left (18, 33, 48) kept g3 where it was.
+    assert!(rec.rebalanced.iter().filter(|r| r.0 < 50.0).all(|r| !r.2));
+    // After the drain: g2 (3072 MB on node 1) and g3 (2048 MB on node 0) stay.
+    assert!(
+        close(sim.free_mb[0][0], 2048.0) && close(sim.free_mb[0][1], 1024.0),
+        "{:?}",
+        sim.free_mb
+    );
+    assert!(close(sim.running_remote, 0.0), "{}", sim.running_remote);
+}
+
+#[test]
+fn autonuma_settles_vcpus_then_migrates_remote_pages_at_the_scan_rate() {
+    use numasim::sim::engine::Placement;
+    // g1 (float: 4 vCPUs, 4096 MB) floats: 2048 MB per node, remote 0.5.
+    // Steps every 10 s scanning 256 MB/s: at 11 it settles on node 0 (tie:
+    // the first) and 2560 of 4096 MB scanned moves 1280 of its 2048 remote
+    // MB; at 21 the pass ends and the last 768 MB move: all local.
+    // g2 (small) at 100 floats, but node 0 is full: its pages land on node
+    // 1, and at 110 it settles there (node 0 has no idle CPUs), nothing to move.
+    let trace = "g1,1,,float\ng2,100,,small\ng3,200,201,small\n";
+    let (rec, sim) = simulate_with(MemoryMode::Strict, 2.0, trace, Placement::Autonuma);
+    assert_eq!(
+        rec.decisions,
+        ["g1 placed on 0", "g2 placed on 0", "g3 placed on 0"]
+    );
+    assert!(!rec.invariant_broken);
+    assert!(close(rec.costs[0].0, 0.5), "{:?}", rec.costs);
+    let steps: Vec<(f64, usize, f64)> = rec.rebalanced.iter().map(|r| (r.0, r.1, r.3)).collect();
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    for (got, want) in steps
+        .iter()
+        .zip([(11.0, 0, 1280.0), (21.0, 0, 768.0), (110.0, 1, 0.0)])
+    {
+        assert!(
+            close(got.0, want.0) && got.1 == want.1 && close(got.2, want.2),
+            "{steps:?}"
+        );
+    }
+    // Both settled and local: no remote access left among running guests.
+    assert!(close(sim.running_remote, 0.0), "{}", sim.running_remote);
+    assert!(close(sim.free_mb[0][0], 0.0) && close(sim.free_mb[0][1], 2048.0));
 }
 
 #[test]
@@ -370,6 +463,7 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
             placement: numasim::sim::engine::Placement::Nova,
             manual: Vec::new(),
             growth: Vec::new(),
+            rebalancing: Default::default(),
             seed: 2,
         },
     );
@@ -881,6 +975,7 @@ mod index_vs_scan {
         placement: numasim::sim::engine::Placement::Nova,
         manual: Vec::new(),
         growth: Vec::new(),
+        rebalancing: Default::default(),
                 seed: 1,
             };
             let mut sim = Simulation::new(hosts.clone(), catalog.clone(), config);
@@ -1023,6 +1118,26 @@ memory_mode = "strict"
         out.contains("passes, guest cells on host cells [0]"),
         "{out}"
     );
+    // `run` writes the same reason for every rejected guest.
+    let out_dir = tmp.path().join("out");
+    let r = numasim(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let csv = std::fs::read_to_string(out_dir.join("rejections.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "policy,seed,guest,arrival_s,flavor,reason\n\
+         spread-strict,1,g5,5.000,ded,no cell with 2 free pCPUs on 2 hosts\n"
+    );
+    let by_flavor = std::fs::read_to_string(out_dir.join("rejections_by_flavor.csv")).unwrap();
+    assert_eq!(
+        by_flavor,
+        "policy,seed,flavor,rejected\nspread-strict,1,ded,1\n"
+    );
     // An unknown guest names the ids the workload has.
     let r = numasim(&["explain", scenario.to_str().unwrap(), "--guest", "g9"]);
     assert_eq!(r.status.code(), Some(2));
@@ -1030,5 +1145,37 @@ memory_mode = "strict"
         stderr(&r).contains("guest `g9` is not in the workload (its ids look like g1, g2, g3)"),
         "{}",
         stderr(&r)
+    );
+}
+
+#[test]
+fn explain_answers_for_the_placement_policies_scenario() {
+    let scenario = "scenarios/placement-policies.toml";
+    let placed = numasim(&[
+        "explain",
+        scenario,
+        "--policy",
+        "spread-strict-numad",
+        "--guest",
+        "g0001000",
+    ]);
+    assert!(placed.status.success(), "{}", stderr(&placed));
+    let out = stdout(&placed);
+    assert!(
+        out.contains("decision: placed on host 24 (no NUMA topology); numad's advice: vCPUs and memory (strict) on host nodes [0]"),
+        "{out}"
+    );
+    let refused = numasim(&[
+        "explain",
+        scenario,
+        "--policy",
+        "spread-strict-numad",
+        "--guest",
+        "g0000677",
+    ]);
+    let out = stdout(&refused);
+    assert!(
+        out.contains("refused by: no room for 49152 MB more at ram_allocation_ratio 1 on 32 hosts"),
+        "{out}"
     );
 }

@@ -87,14 +87,14 @@ fn sweep_is_thread_independent_and_shards_merge_into_the_same_bytes() {
     assert!(r.status.success(), "{}", stderr(&r));
     assert_same_outputs(&one, &merged);
 
-    // What the files hold: 36 runs, 12 points x 13 aggregated metrics.
+    // What the files hold: 36 runs, 12 points x 16 aggregated metrics.
     let runs = std::fs::read_to_string(one.join("runs.csv")).unwrap();
     assert_eq!(runs.lines().count(), 1 + 36);
     assert!(runs.starts_with(
         "run,point,workload.synthetic.guests,policy.memory_mode,policy.strategy,workload.synthetic.offered_load,policy,seed,"
     ));
     let agg = std::fs::read_to_string(one.join("aggregate.csv")).unwrap();
-    assert_eq!(agg.lines().count(), 1 + 12 * 13);
+    assert_eq!(agg.lines().count(), 1 + 12 * 16);
     let header: Vec<&str> = agg.lines().next().unwrap().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
     for line in agg.lines().skip(1) {

@@ -79,6 +79,44 @@ pub enum Placement {
     /// vCPUs pinned to a nodeset's CPUs, memory in a mode over it, guest
     /// virtual NUMA cells mapped onto its nodes in turn. Nova's fit unused.
     Manual,
+    /// numad's advice (`<vcpu placement='auto'>`): the best-scoring node
+    /// and the nearest ones until the guest fits, vCPUs and memory (in the
+    /// policy's mode) bound there; re-advised every interval, moving the
+    /// guest and migrating its pages (`sim::rebalance`).
+    Numad,
+    /// Linux automatic NUMA balancing: placed as `float`, then the vCPUs
+    /// settle on one node and remote pages migrate there at the scan rate.
+    Autonuma,
+}
+
+/// numad's and autonuma's parameters, and the page migration rate that
+/// prices their moves.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rebalancing {
+    /// numad's scan interval (`numad -i`, 15 s by default).
+    pub numad_interval_s: f64,
+    /// numad's target utilisation per node (`numad -u`, 85 % by default).
+    pub numad_target_utilization: f64,
+    /// How often the simulation advances autonuma (a modelling step).
+    pub autonuma_tick_s: f64,
+    /// MB of a guest's memory the kernel scans per second
+    /// (`numa_balancing_scan_size_mb` 256 per `scan_period_min_ms` 1000).
+    pub autonuma_scan_mb_per_s: f64,
+    /// Page migration throughput, to turn migrated MB into time.
+    pub migrate_mb_per_s: f64,
+}
+
+impl Default for Rebalancing {
+    fn default() -> Self {
+        Rebalancing {
+            numad_interval_s: 15.0,
+            numad_target_utilization: 0.85,
+            autonuma_tick_s: 10.0,
+            autonuma_scan_mb_per_s: 256.0,
+            migrate_mb_per_s: 1000.0,
+        }
+    }
 }
 
 /// A flavor's manual NUMA tuning: host NUMA node ids and the memory mode.
@@ -96,12 +134,14 @@ impl Placement {
             Placement::Float => "float",
             Placement::CpusetAuto => "cpuset-auto",
             Placement::Manual => "manual",
+            Placement::Numad => "numad",
+            Placement::Autonuma => "autonuma",
         }
     }
 
     /// Whether guests keep their NUMA topology (Nova's models) or are placed
     /// as plain guests (libvirt's own models).
-    fn uses_numa_topology(self) -> bool {
+    pub(crate) fn uses_numa_topology(self) -> bool {
         matches!(self, Placement::Nova | Placement::Closest)
     }
 }
@@ -126,6 +166,8 @@ pub struct SimConfig {
     pub manual: Vec<Option<ManualTuning>>,
     /// Memory growth per catalog flavor (empty: none grows).
     pub growth: Vec<Option<Growth>>,
+    /// numad's and autonuma's parameters.
+    pub rebalancing: Rebalancing,
     /// Guests with a virtual NUMA topology keep each vCPU's accesses in its
     /// own guest cell; otherwise (the default) every vCPU touches all of
     /// the guest's memory uniformly.
@@ -168,6 +210,24 @@ pub trait Observer {
     fn departure(&mut self, _t: f64, _row: usize, _sim: &Simulation) {}
     /// A running guest's touched memory grew (`flavors.growth`).
     fn growth(&mut self, _t: f64, _row: usize, _outcome: GrowthOutcome) {}
+    /// Whether to work out why each rejected guest was rejected (costs a
+    /// check of every host per rejection).
+    fn wants_reasons(&self) -> bool {
+        false
+    }
+    /// Why a guest was rejected or killed at once, in words aggregated over hosts.
+    fn rejection_reason(&mut self, _t: f64, _row: &TraceRow, _flavor: &str, _reason: &str) {}
+    /// numad or autonuma acted on a running guest (its cost is already updated).
+    fn rebalance(&mut self, _t: f64, _row: usize, _outcome: Rebalanced, _sim: &Simulation) {}
+}
+
+/// What one numad or autonuma step did to a guest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rebalanced {
+    /// numad moved the guest to another nodeset.
+    pub moved: bool,
+    /// MB of its pages that migrated.
+    pub migrated_mb: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,10 +259,19 @@ struct Placed {
     /// `cpuset-auto`'s node; `manual`'s tuning and guest cell count.
     confined: Option<usize>,
     manual: Option<(ManualTuning, usize)>,
+    /// vCPUs this guest runs per host cell (what numad and autonuma see).
+    cpu_cells: Vec<f64>,
+    /// Its current cost, while running (`None`: not costed).
+    cost: Option<(f64, f64)>,
+    /// autonuma: MB of its memory scanned in the current pass.
+    scan_pos_mb: f64,
 }
 
 /// Marks a queue entry as a memory-growth event rather than a departure.
 const GROWTH: u32 = 1 << 31;
+/// Marks a queue entry as a numad or autonuma step.
+const TICK: u32 = 1 << 30;
+const SLOT_BITS: u32 = TICK - 1;
 
 /// A flavor's memory growth: from its touched fraction at start to `to`,
 /// after an exponentially distributed delay (mean `mean_delay_s`), drawn
@@ -260,6 +329,14 @@ pub struct Simulation {
     /// (at least 0); `None` if some host has no limits (no RAM check).
     max_ram_slack: Option<i64>,
     pub hosts_in_use: usize,
+    /// vCPUs running per host cell (numad's and autonuma's view; only kept
+    /// when pages are modelled).
+    cpu_load: Vec<Vec<f64>>,
+    /// Sums of the current remote fraction and latency factor over the
+    /// costed running guests, and their count: the time-weighted costs.
+    pub running_remote: f64,
+    pub running_latency: f64,
+    pub running_costed: u64,
 }
 
 /// A request is computed once per (flavor, image properties).
@@ -313,7 +390,16 @@ impl Simulation {
             guests_on: Vec::new(),
             max_ram_slack: None,
             hosts_in_use: 0,
+            cpu_load: Vec::new(),
+            running_remote: 0.0,
+            running_latency: 0.0,
+            running_costed: 0,
         };
+        sim.cpu_load = sim
+            .hosts
+            .iter()
+            .map(|h| vec![0.0; h.model.cell_ids.len()])
+            .collect();
         sim.guests_on = vec![0; sim.hosts.len()];
         sim.max_ram_slack = sim
             .hosts
@@ -385,7 +471,8 @@ impl Simulation {
             self.departures.pop();
             self.now = dt;
             let growth = slot & GROWTH != 0;
-            let (row, slot) = (row as usize, (slot & !GROWTH) as usize);
+            let tick = slot & TICK != 0;
+            let (row, slot) = (row as usize, (slot & SLOT_BITS) as usize);
             let live = self
                 .placed
                 .get(slot)
@@ -398,6 +485,19 @@ impl Simulation {
             if growth {
                 let outcome = self.grow(slot)?;
                 obs.growth(dt, row, outcome);
+                continue;
+            }
+            if tick {
+                // After the last arrival nothing is measured: let the steps lapse.
+                if all {
+                    continue;
+                }
+                let (outcome, next) = self.rebalance(slot);
+                if let Some(next) = next {
+                    self.departures
+                        .push((OrderedTime(dt + next), row as u32, slot as u32 | TICK));
+                }
+                obs.rebalance(dt, row, outcome, self);
                 continue;
             }
             self.departures_done += 1;
@@ -447,6 +547,15 @@ impl Simulation {
         let request = match cached.as_ref() {
             Ok(r) => r.as_ref(),
             Err(e) => {
+                if obs.wants_reasons() {
+                    let flavor = &self.catalog.flavors[row.flavor].name;
+                    obs.rejection_reason(
+                        row.arrival_s,
+                        &row,
+                        flavor,
+                        &format!("invalid request: {e}"),
+                    );
+                }
                 let decision = Decision::Rejected {
                     error: Some(e.clone()),
                 };
@@ -560,6 +669,15 @@ impl Simulation {
             _ => passing.into_iter().next(),
         };
         let Some((host, fitted)) = chosen else {
+            if obs.wants_reasons() {
+                let reason = self.explain(&row).summary();
+                obs.rejection_reason(
+                    row.arrival_s,
+                    &row,
+                    &self.catalog.flavors[row.flavor].name,
+                    &reason,
+                );
+            }
             obs.arrival(
                 row.arrival_s,
                 &row,
@@ -572,18 +690,38 @@ impl Simulation {
             Placement::CpusetAuto => self.cpuset_auto_node(host, row.flavor, flavor_mem),
             _ => None,
         };
+        if self.config.placement == Placement::Numad {
+            let mb = flavor_mem as f64 * self.touched(row.flavor);
+            self.manual_now = self.numad_tuning(host, vcpus as f64, mb, None);
+        }
         self.change_usage(host, &fitted, vcpus, mem, false, None)?;
         let pages = self.place_pages(host, &fitted, flavor_mem, row.flavor);
         let Some(pages) = pages else {
             // The kernel kills the guest: release what was claimed.
             self.change_usage(host, &fitted, vcpus, mem, true, None)?;
+            if obs.wants_reasons() {
+                let reason = format!(
+                    "placed on {}, then OOM-killed: its pages did not fit its nodes ({} mode)",
+                    self.hosts[host].name,
+                    self.config.memory_mode.map_or("strict", MemoryMode::as_str)
+                );
+                obs.rejection_reason(
+                    row.arrival_s,
+                    &row,
+                    &self.catalog.flavors[row.flavor].name,
+                    &reason,
+                );
+            }
             obs.arrival(row.arrival_s, &row, &Decision::OomKilled { host }, self);
             return Ok(());
         };
-        if self.config.memory_mode.is_some() {
+        let cost = if self.config.memory_mode.is_some() {
             let cost = self.cost_of(host, &fitted);
             obs.guest_cost(row.arrival_s, &row, &cost);
-        }
+            Some((cost.remote, cost.latency))
+        } else {
+            None
+        };
         let vcpu_claim = match &fitted {
             Some(f) => f.cells.iter().map(|c| c.cpuset.len() as i64).sum(),
             None => vcpus,
@@ -594,7 +732,7 @@ impl Simulation {
         });
         let key = u32::try_from(row.row)
             .ok()
-            .zip(u32::try_from(slot).ok().filter(|s| s & GROWTH == 0))
+            .zip(u32::try_from(slot).ok().filter(|s| s & !SLOT_BITS == 0))
             .ok_or(SimError::TooLarge(row.row))?;
         if let Some(d) = row.departure_s {
             self.departures.push((OrderedTime(d), key.0, key.1));
@@ -602,6 +740,21 @@ impl Simulation {
         if let Some(g) = self.growth_time(&row) {
             self.departures
                 .push((OrderedTime(g), key.0, key.1 | GROWTH));
+        }
+        if let Some(step) = self.rebalance_step() {
+            self.departures
+                .push((OrderedTime(row.arrival_s + step), key.0, key.1 | TICK));
+        }
+        let cpu_cells = self.cpu_cells_of(host, &fitted, vcpu_claim);
+        if let Some((remote, latency)) = cost {
+            self.running_remote += remote;
+            self.running_latency += latency;
+            self.running_costed += 1;
+        }
+        if !cpu_cells.is_empty() {
+            for (load, v) in self.cpu_load[host].iter_mut().zip(&cpu_cells) {
+                *load += v;
+            }
         }
         self.running += 1;
         self.placements += 1;
@@ -616,6 +769,9 @@ impl Simulation {
             arrival_s: row.arrival_s,
             confined: self.cpuset_node,
             manual: self.manual_now.clone(),
+            cpu_cells,
+            cost,
+            scan_pos_mb: 0.0,
         });
         let fitted = self.placed[slot].as_ref().and_then(|p| p.fitted.as_ref());
         obs.arrival(
@@ -819,6 +975,14 @@ impl Simulation {
         };
         self.free_slots.push(slot);
         self.running -= 1;
+        for (load, v) in self.cpu_load[p.host].iter_mut().zip(&p.cpu_cells) {
+            *load -= v;
+        }
+        if let Some((remote, latency)) = p.cost {
+            self.running_remote -= remote;
+            self.running_latency -= latency;
+            self.running_costed -= 1;
+        }
         self.change_usage(p.host, &p.fitted, p.vcpu, p.mem, true, Some(&p.pages))?;
         Ok(Some(p))
     }
@@ -915,6 +1079,269 @@ impl Simulation {
                 Some(b) if free[b] >= free[c] => Some(b),
                 _ => Some(c),
             })
+    }
+
+    /// vCPUs per host cell of the guest being placed (empty when pages are
+    /// not modelled): its fitted cells, its confinement, its nodeset by
+    /// CPUs, or the whole host by CPUs.
+    fn cpu_cells_of(&self, host: usize, fitted: &Option<GuestTopology>, vcpus: i64) -> Vec<f64> {
+        if self.config.memory_mode.is_none() {
+            return Vec::new();
+        }
+        let model = &self.hosts[host].model;
+        let n = model.cell_ids.len();
+        let mut out = vec![0.0; n];
+        match (fitted, self.cpuset_node, &self.manual_now) {
+            (Some(f), _, _) => {
+                for c in &f.cells {
+                    if let Some(p) = model.cell_index(c.id) {
+                        out[p] += (c.cpuset.len() + c.pcpuset.len()) as f64;
+                    }
+                }
+            }
+            (None, Some(node), _) => out[node] = vcpus as f64,
+            (None, None, manual) => {
+                let on = |c: usize| match manual {
+                    Some((t, _)) => t.nodeset.iter().any(|id| model.cell_index(*id) == Some(c)),
+                    None => true,
+                };
+                let cpus: f64 = (0..n)
+                    .filter(|&c| on(c))
+                    .map(|c| f64::from(model.cpus_per_cell[c]))
+                    .sum();
+                for (c, v) in out.iter_mut().enumerate() {
+                    if on(c) && cpus > 0.0 {
+                        *v = vcpus as f64 * f64::from(model.cpus_per_cell[c]) / cpus;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The interval to a guest's next numad or autonuma step, if it has them.
+    fn rebalance_step(&self) -> Option<f64> {
+        self.config.memory_mode?;
+        let r = &self.config.rebalancing;
+        match self.config.placement {
+            Placement::Numad => Some(r.numad_interval_s),
+            Placement::Autonuma => Some(r.autonuma_tick_s),
+            _ => None,
+        }
+        .filter(|s| *s > 0.0)
+    }
+
+    /// numad's advice on `host` as a numatune in the policy's memory mode;
+    /// `guest`: a running guest's slot, whose own load and pages count as free.
+    fn numad_tuning(
+        &self,
+        host: usize,
+        vcpus: f64,
+        mb: f64,
+        guest: Option<&Placed>,
+    ) -> Option<(ManualTuning, usize)> {
+        let model = &self.hosts[host].model;
+        let mut load = self.cpu_load[host].clone();
+        let mut free = self.free_mb[host].clone();
+        if let Some(p) = guest {
+            for (l, v) in load.iter_mut().zip(&p.cpu_cells) {
+                *l -= v;
+            }
+            for (f, v) in free.iter_mut().zip(&p.pages) {
+                *f += v;
+            }
+        }
+        let total: Vec<f64> = self.hosts[host]
+            .topo
+            .cells
+            .iter()
+            .map(|c| c.memory_mb as f64)
+            .collect();
+        let nodes = super::rebalance::numad_nodes(
+            &super::rebalance::Nodes {
+                cpus: &model.cpus_per_cell,
+                total_mb: &total,
+                distances: &model.distances,
+                load: &load,
+                free_mb: &free,
+            },
+            vcpus,
+            mb,
+            self.config.rebalancing.numad_target_utilization,
+        )?;
+        Some((
+            ManualTuning {
+                nodeset: nodes.iter().map(|&c| model.cell_ids[c]).collect(),
+                mode: self.config.memory_mode.unwrap_or(MemoryMode::Strict),
+            },
+            0,
+        ))
+    }
+
+    /// One numad or autonuma step for the guest in `slot`: what it did and
+    /// when the next step is due (`None`: no more).
+    fn rebalance(&mut self, slot: usize) -> (Rebalanced, Option<f64>) {
+        let none = Rebalanced {
+            moved: false,
+            migrated_mb: 0.0,
+        };
+        let next = self.rebalance_step();
+        let Some(p) = self.placed.get(slot).and_then(Option::as_ref) else {
+            return (none, None);
+        };
+        let host = p.host;
+        let model = self.hosts[host].model.clone();
+        let mut load = self.cpu_load[host].clone();
+        for (l, v) in load.iter_mut().zip(&p.cpu_cells) {
+            *l -= v;
+        }
+        let vcpus = p.vcpu as f64;
+        let mut scan_pos = p.scan_pos_mb;
+        let (new_pages, new_cpu, new_confined, new_manual, moved) = match self.config.placement {
+            Placement::Numad => {
+                let resident: f64 = p.pages.iter().sum();
+                let Some(advice) = self.numad_tuning(host, vcpus, resident, Some(p)) else {
+                    return (none, next);
+                };
+                let cells = |t: &ManualTuning| -> Vec<usize> {
+                    t.nodeset
+                        .iter()
+                        .filter_map(|id| model.cell_index(*id))
+                        .collect()
+                };
+                let current = p.manual.as_ref().map(|(t, _)| cells(t)).unwrap_or_default();
+                let advised = cells(&advice.0);
+                if !super::rebalance::numad_moves(
+                    &current,
+                    &advised,
+                    &model.cpus_per_cell,
+                    &load,
+                    vcpus,
+                ) {
+                    return (none, next);
+                }
+                let mut free = self.free_mb[host].clone();
+                for (f, v) in free.iter_mut().zip(&p.pages) {
+                    *f += v;
+                }
+                let demands = manual_demands(&model, &advice.0, 0, resident);
+                // No room for the pages in the new nodeset: numad stays put.
+                let Some(placed) = place(&free, &model.distances, &demands) else {
+                    return (none, next);
+                };
+                let pages: Vec<f64> = (0..free.len())
+                    .map(|c| placed.iter().map(|d| d[c]).sum())
+                    .collect();
+                let cpus: f64 = advised
+                    .iter()
+                    .map(|&c| f64::from(model.cpus_per_cell[c]))
+                    .sum();
+                let cpu: Vec<f64> = (0..free.len())
+                    .map(|c| {
+                        if advised.contains(&c) && cpus > 0.0 {
+                            vcpus * f64::from(model.cpus_per_cell[c]) / cpus
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                (pages, cpu, None, Some(advice), true)
+            }
+            Placement::Autonuma => {
+                let node = match p.confined {
+                    Some(node) => node,
+                    None => match super::rebalance::autonuma_preferred(
+                        &model.cpus_per_cell,
+                        &load,
+                        &p.pages,
+                        &self.free_mb[host],
+                        vcpus,
+                    ) {
+                        Some(node) => node,
+                        // Larger than any node's idle CPUs: it never settles.
+                        None => return (none, None),
+                    },
+                };
+                let r = &self.config.rebalancing;
+                let total: f64 = p.pages.iter().sum();
+                let scanned = r.autonuma_scan_mb_per_s * r.autonuma_tick_s;
+                let unscanned = total - p.scan_pos_mb;
+                let moving = super::rebalance::autonuma_step(
+                    &p.pages,
+                    node,
+                    self.free_mb[host][node],
+                    scanned,
+                    unscanned,
+                );
+                scan_pos = if scanned >= unscanned {
+                    0.0
+                } else {
+                    p.scan_pos_mb + scanned
+                };
+                let mut pages = p.pages.clone();
+                for (c, mb) in moving.iter().enumerate() {
+                    pages[c] -= mb;
+                }
+                pages[node] += moving.iter().sum::<f64>();
+                let mut cpu = vec![0.0; pages.len()];
+                cpu[node] = vcpus;
+                (pages, cpu, Some(node), None, false)
+            }
+            _ => return (none, None),
+        };
+        let p = self.placed[slot].as_mut().expect("checked above");
+        let mut migrated_mb = 0.0;
+        for (c, (old, new)) in p.pages.iter().zip(&new_pages).enumerate() {
+            migrated_mb += (old - new).max(0.0);
+            self.free_mb[host][c] += old - new;
+        }
+        for (c, (old, new)) in p.cpu_cells.iter().zip(&new_cpu).enumerate() {
+            self.cpu_load[host][c] += new - old;
+        }
+        p.pages = new_pages;
+        p.cpu_cells = new_cpu;
+        p.scan_pos_mb = scan_pos;
+        if new_confined.is_some() {
+            p.confined = new_confined;
+        }
+        if new_manual.is_some() {
+            p.manual = new_manual;
+        }
+        let remote_left: f64 = match p.confined {
+            Some(node) => p.pages.iter().sum::<f64>() - p.pages[node],
+            None => 0.0,
+        };
+        self.recost(slot);
+        // autonuma stops once every page is local.
+        let next = if self.config.placement == Placement::Autonuma && remote_left <= 1e-9 {
+            None
+        } else {
+            next
+        };
+        (Rebalanced { moved, migrated_mb }, next)
+    }
+
+    /// Recomputes a running guest's cost from where it runs now.
+    fn recost(&mut self, slot: usize) {
+        let Some(p) = self.placed.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        if p.cost.is_none() || p.fitted.is_some() {
+            return;
+        }
+        let host = p.host;
+        self.last_demands = vec![p.pages.clone()];
+        self.cpuset_node = p.confined;
+        self.manual_now = p.manual.clone();
+        let cost = self.cost_of(host, &None);
+        self.cpuset_node = None;
+        self.manual_now = None;
+        let p = self.placed[slot].as_mut().expect("checked above");
+        if let Some((remote, latency)) = p.cost {
+            self.running_remote += cost.remote - remote;
+            self.running_latency += cost.latency - latency;
+        }
+        p.cost = Some((cost.remote, cost.latency));
     }
 
     fn depart(&mut self, slot: usize) -> Result<(), SimError> {
@@ -1121,6 +1548,38 @@ impl Simulation {
                         && c.memory_usage_mb >= 0
                         && c.mempages.iter().all(|p| p.used >= 0)
                 })
+        })
+    }
+
+    /// Where a running guest without a NUMA topology runs, in words (its
+    /// nodeset and memory mode, its node, or floating); `None` for NUMA
+    /// guests and guests not running. Scans the running guests.
+    pub fn binding_of(&self, row: usize) -> Option<String> {
+        let p = self.placed.iter().flatten().find(|p| p.row == row)?;
+        if p.fitted.is_some() {
+            return None;
+        }
+        let model = &self.hosts[p.host].model;
+        let what = match self.config.placement {
+            Placement::Numad => "numad's advice",
+            Placement::Manual => "the flavor's numatune",
+            Placement::CpusetAuto => "cpuset=auto",
+            Placement::Autonuma => "automatic NUMA balancing",
+            _ => "no binding",
+        };
+        Some(match (&p.manual, p.confined) {
+            (Some((t, _)), _) => format!(
+                "{what}: vCPUs and memory ({}) on host nodes {:?}",
+                t.mode.as_str(),
+                t.nodeset
+            ),
+            (None, Some(node)) => format!(
+                "{what}: vCPUs on host node {}, pages following",
+                model.cell_ids[node]
+            ),
+            (None, None) => {
+                format!("{what}: vCPUs float over all host nodes, pages where they run")
+            }
         })
     }
 

@@ -35,6 +35,17 @@ pub struct RunMetrics {
     pub late_spilled_guests: u64,
     pub late_spilled_mb: f64,
     pub mean_time_to_late_kill_s: f64,
+    /// Remote fraction and latency factor averaged over running guest-time
+    /// with each guest's current cost: what numad's moves and autonuma's
+    /// migrations change after placement (equal to the per-guest figures
+    /// weighted by lifetime for the static placements).
+    pub remote_time_weighted: f64,
+    pub latency_time_weighted: f64,
+    /// numad's moves of running guests, and the MB migrated by numad and
+    /// autonuma, also as time at the policy's migration throughput.
+    pub numad_moves: u64,
+    pub migrated_mb: f64,
+    pub migration_s: f64,
 }
 
 impl RunMetrics {
@@ -67,8 +78,11 @@ pub struct MetricsCollector {
     horizon: f64,
     capacity: (f64, f64),
     last_t: f64,
-    last: (f64, f64, f64),
-    area: (f64, f64, f64),
+    /// Claimed CPUs and memory (fractions), hosts in use, and the running
+    /// guests' summed remote fraction, latency factor and count.
+    last: [f64; 6],
+    area: [f64; 6],
+    migrate_mb_per_s: f64,
     pub metrics: RunMetrics,
     remote_sum: f64,
     latency_sum: f64,
@@ -77,6 +91,17 @@ pub struct MetricsCollector {
     interval: f64,
     next_sample: f64,
     pub samples: Vec<Sample>,
+    /// Rejected and killed guests with the reason, when asked for.
+    pub rejections: Option<Vec<Rejection>>,
+}
+
+/// A guest refused (or killed at placement) in the measured window, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub guest: String,
+    pub arrival_s: f64,
+    pub flavor: String,
+    pub reason: String,
 }
 
 impl MetricsCollector {
@@ -88,8 +113,9 @@ impl MetricsCollector {
             horizon,
             capacity: (cpus.max(1) as f64, mem.max(1) as f64),
             last_t: warmup,
-            last: (0.0, 0.0, 0.0),
-            area: (0.0, 0.0, 0.0),
+            last: [0.0; 6],
+            area: [0.0; 6],
+            migrate_mb_per_s: sim.config.rebalancing.migrate_mb_per_s,
             metrics: RunMetrics::default(),
             remote_sum: 0.0,
             latency_sum: 0.0,
@@ -98,7 +124,14 @@ impl MetricsCollector {
             interval,
             next_sample: 0.0,
             samples: Vec::new(),
+            rejections: None,
         }
+    }
+
+    /// Also records each rejection with its reason.
+    pub fn with_reasons(mut self) -> Self {
+        self.rejections = Some(Vec::new());
+        self
     }
 
     fn measured(&self, t: f64) -> bool {
@@ -109,28 +142,34 @@ impl MetricsCollector {
     fn observe(&mut self, t: f64, sim: &Simulation) {
         let t_clip = t.min(self.horizon);
         if t_clip > self.last_t {
-            let dt = t_clip - self.last_t;
-            self.area.0 += self.last.0 * dt;
-            self.area.1 += self.last.1 * dt;
-            self.area.2 += self.last.2 * dt;
+            self.integrate(t_clip - self.last_t);
             self.last_t = t_clip;
         }
-        self.last = (
+        self.last = [
             sim.claimed_cpus as f64 / self.capacity.0,
             sim.claimed_mem as f64 / self.capacity.1,
             sim.hosts_in_use as f64,
-        );
+            sim.running_remote,
+            sim.running_latency,
+            sim.running_costed as f64,
+        ];
         while self.interval > 0.0 && t >= self.next_sample && self.next_sample <= self.horizon {
             self.samples.push(Sample {
                 t: self.next_sample,
                 running: sim.running(),
-                cpu_alloc: self.last.0,
-                mem_alloc: self.last.1,
+                cpu_alloc: self.last[0],
+                mem_alloc: self.last[1],
                 hosts_in_use: sim.hosts_in_use,
                 placed: self.metrics.placed,
                 rejected: self.metrics.rejected,
             });
             self.next_sample += self.interval;
+        }
+    }
+
+    fn integrate(&mut self, dt: f64) {
+        for (a, v) in self.area.iter_mut().zip(&self.last) {
+            *a += v * dt;
         }
     }
 
@@ -144,18 +183,20 @@ impl MetricsCollector {
     pub fn finish(mut self, end: f64, fit_calls: u64) -> (RunMetrics, Vec<Sample>) {
         let end = end.min(self.horizon);
         if end > self.last_t {
-            let dt = end - self.last_t;
-            self.area.0 += self.last.0 * dt;
-            self.area.1 += self.last.1 * dt;
-            self.area.2 += self.last.2 * dt;
+            self.integrate(end - self.last_t);
         }
         let span = end - self.warmup;
         let m = &mut self.metrics;
         if span > 0.0 {
-            m.cpu_alloc_mean = self.area.0 / span;
-            m.mem_alloc_mean = self.area.1 / span;
-            m.hosts_in_use_mean = self.area.2 / span;
+            m.cpu_alloc_mean = self.area[0] / span;
+            m.mem_alloc_mean = self.area[1] / span;
+            m.hosts_in_use_mean = self.area[2] / span;
         }
+        if self.area[5] > 0.0 {
+            m.remote_time_weighted = self.area[3] / self.area[5];
+            m.latency_time_weighted = self.area[4] / self.area[5];
+        }
+        m.migration_s = m.migrated_mb / self.migrate_mb_per_s.max(1e-12);
         if self.costed > 0 {
             m.remote_access_fraction = self.remote_sum / self.costed as f64;
             m.mean_latency_factor = self.latency_sum / self.costed as f64;
@@ -199,6 +240,24 @@ impl Observer for MetricsCollector {
         self.observe(t, sim);
     }
 
+    fn wants_reasons(&self) -> bool {
+        self.rejections.is_some()
+    }
+
+    fn rejection_reason(&mut self, t: f64, row: &TraceRow, flavor: &str, reason: &str) {
+        if !self.measured(t) {
+            return;
+        }
+        if let Some(list) = &mut self.rejections {
+            list.push(Rejection {
+                guest: row.id.clone(),
+                arrival_s: t,
+                flavor: flavor.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
     fn guest_cost(&mut self, t: f64, _row: &TraceRow, cost: &GuestCost) {
         if self.measured(t) {
             self.remote_sum += cost.remote;
@@ -228,6 +287,22 @@ impl Observer for MetricsCollector {
                 m.late_spilled_mb += spilled_mb;
             }
             super::engine::GrowthOutcome::Grew { .. } => {}
+        }
+    }
+
+    fn rebalance(
+        &mut self,
+        t: f64,
+        _row: usize,
+        outcome: super::engine::Rebalanced,
+        sim: &Simulation,
+    ) {
+        if self.measured(t) {
+            self.metrics.numad_moves += u64::from(outcome.moved);
+            self.metrics.migrated_mb += outcome.migrated_mb;
+        }
+        if t <= self.horizon {
+            self.observe(t, sim);
         }
     }
 

@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod memory;
 pub mod metrics;
 pub mod queue;
+pub mod rebalance;
 
 pub use engine::{
     Decision, GuestCost, HostCheck, Observer, SimConfig, SimError, Simulation, Strategy,
