@@ -1618,8 +1618,9 @@ fn merge_accesses(cells: &[CellAccess], placed: &[Vec<f64>]) -> Vec<CellAccess> 
 /// on the nodeset's nodes in turn (strict: there only; preferred: spilling;
 /// interleave: over the whole nodeset); without, the whole guest over the
 /// nodeset (strict: in proportion to the nodes' CPUs; preferred: the first
-/// node, spilling; interleave: evenly). Never outside the nodeset but for
-/// `preferred`.
+/// node, spilling; interleave: evenly). Only `strict` never leaves the
+/// nodeset: Linux allocates an interleaved page on its node's zonelist
+/// without the nodemask, so a full node falls back to the nearest one.
 fn manual_demands(
     model: &super::fleet::HostModel,
     t: &ManualTuning,
@@ -1657,7 +1658,7 @@ fn manual_demands(
         return vec![match t.mode {
             MemoryMode::Strict => demand(by_cpus(&nodes), touched_mb, false),
             MemoryMode::Preferred => demand(vec![(nodes[0], 1.0)], touched_mb, true),
-            MemoryMode::Interleave => demand(even(&nodes), touched_mb, false),
+            MemoryMode::Interleave => demand(even(&nodes), touched_mb, true),
         }];
     }
     let per_cell = touched_mb / guest_cells as f64;
@@ -1667,7 +1668,7 @@ fn manual_demands(
             match t.mode {
                 MemoryMode::Strict => demand(vec![(node, 1.0)], per_cell, false),
                 MemoryMode::Preferred => demand(vec![(node, 1.0)], per_cell, true),
-                MemoryMode::Interleave => demand(even(&nodes), per_cell, false),
+                MemoryMode::Interleave => demand(even(&nodes), per_cell, true),
             }
         })
         .collect()
