@@ -259,7 +259,7 @@ struct Placed {
     /// `cpuset-auto`'s node; `manual`'s tuning and guest cell count.
     confined: Option<usize>,
     manual: Option<(ManualTuning, usize)>,
-    /// vCPUs this guest runs per host cell (what numad and autonuma see).
+    /// vCPUs this guest runs per host cell (numad and autonuma only; empty otherwise).
     cpu_cells: Vec<f64>,
     /// Its current cost, while running (`None`: not costed).
     cost: Option<(f64, f64)>,
@@ -330,7 +330,7 @@ pub struct Simulation {
     max_ram_slack: Option<i64>,
     pub hosts_in_use: usize,
     /// vCPUs running per host cell (numad's and autonuma's view; only kept
-    /// when pages are modelled).
+    /// under those placements).
     cpu_load: Vec<Vec<f64>>,
     /// Sums of the current remote fraction and latency factor over the
     /// costed running guests, and their count: the time-weighted costs.
@@ -1085,7 +1085,8 @@ impl Simulation {
     /// not modelled): its fitted cells, its confinement, its nodeset by
     /// CPUs, or the whole host by CPUs.
     fn cpu_cells_of(&self, host: usize, fitted: &Option<GuestTopology>, vcpus: i64) -> Vec<f64> {
-        if self.config.memory_mode.is_none() {
+        // Only numad and autonuma read the per-cell load: spare the others the allocation.
+        if self.rebalance_step().is_none() {
             return Vec::new();
         }
         let model = &self.hosts[host].model;
