@@ -219,6 +219,46 @@ enum LibvirtCmd {
         #[arg(long, default_value = "guest")]
         name: String,
     },
+    /// Capture a host from libvirt: capabilities plus free memory and free
+    /// hugepages per cell, written as numasim's host JSON.
+    Capture {
+        /// libvirt URI (`qemu:///system`, `qemu+ssh://host/system`), or
+        /// `sim:CAPS.xml` for a capabilities file without libvirt.
+        #[arg(long)]
+        connect: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Place guests one by one on a libvirt host with the fit engine, define
+    /// (and start) their domains, and compare what libvirt reports with the
+    /// prediction; exit 1 on any mismatch or refusal. Removes every domain
+    /// it created, also on failure or Ctrl-C.
+    Validate {
+        #[arg(long)]
+        connect: String,
+        /// A scenario (TOML; its workload, first seed) or a trace (CSV, with --flavors).
+        input: PathBuf,
+        #[arg(long)]
+        flavors: Option<PathBuf>,
+        /// Guests to try, from the start of the workload.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value = "strict")]
+        memory_mode: numasim::sim::memory::MemoryMode,
+        /// Also start the guests and read their live pinning back.
+        #[arg(long)]
+        start: bool,
+        /// Start only guests pinned within these host CPUs (e.g. the real
+        /// ones under a fake sysfs: `0-1`).
+        #[arg(long)]
+        start_cpus: Option<String>,
+        /// Start only guests whose memory is bound within these host nodes.
+        #[arg(long)]
+        start_nodes: Option<String>,
+        /// Also write the report as CSV, a line per guest as it is done.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -368,6 +408,33 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     name,
                 },
         } => libvirt_xml(cases, case, memory_mode, mode, name),
+        Command::Libvirt {
+            command: LibvirtCmd::Capture { connect, output },
+        } => libvirt_capture(&connect, &output),
+        Command::Libvirt {
+            command:
+                LibvirtCmd::Validate {
+                    connect,
+                    input,
+                    flavors,
+                    limit,
+                    memory_mode,
+                    start,
+                    start_cpus,
+                    start_nodes,
+                    out,
+                },
+        } => libvirt_validate(ValidateArgs {
+            connect,
+            input,
+            flavors,
+            limit,
+            memory_mode,
+            start,
+            start_cpus,
+            start_nodes,
+            out,
+        }),
         Command::Check {
             results,
             baseline,
@@ -942,6 +1009,201 @@ fn check(
     Ok(0)
 }
 
+/// The backend a `--connect` names: `sim:CAPS.xml` needs no libvirt.
+fn libvirt_backend(connect: &str) -> Result<Box<dyn numasim::libvirt::backend::Backend>> {
+    use numasim::libvirt::backend::SimBackend;
+    if let Some(path) = connect.strip_prefix("sim:") {
+        let capabilities = std::fs::read_to_string(path)
+            .with_context(|| format!("{path}: cannot read the capabilities file"))?;
+        return Ok(Box::new(SimBackend {
+            capabilities,
+            free: Default::default(),
+            domains: Default::default(),
+        }));
+    }
+    let v = numasim::libvirt::virsh::Virsh::connect(connect)
+        .map_err(|e| anyhow::anyhow!("cannot connect to {connect}: {e}"))?;
+    Ok(Box::new(v))
+}
+
+fn libvirt_capture(connect: &str, output: &std::path::Path) -> Result<i32> {
+    let mut backend = libvirt_backend(connect)?;
+    let name = output
+        .file_stem()
+        .map_or("host".into(), |s| s.to_string_lossy().into_owned());
+    let host = numasim::libvirt::validate::capture(backend.as_mut(), &name)
+        .map_err(|e| anyhow::anyhow!("{connect}: {e}"))?;
+    write_atomically(output, wire::to_json(&host).as_bytes())?;
+    println!(
+        "{connect}: {} cells, {} CPUs, {} MiB ({} MiB free) -> {}",
+        host.cells.len(),
+        host.cells.iter().map(|c| c.cpus.len()).sum::<usize>(),
+        host.cells.iter().map(|c| c.memory_mb()).sum::<u64>(),
+        host.cells.iter().filter_map(|c| c.free_kb).sum::<u64>() / 1024,
+        output.display()
+    );
+    Ok(0)
+}
+
+struct ValidateArgs {
+    connect: String,
+    input: PathBuf,
+    flavors: Option<PathBuf>,
+    limit: usize,
+    memory_mode: numasim::sim::memory::MemoryMode,
+    start: bool,
+    start_cpus: Option<String>,
+    start_nodes: Option<String>,
+    out: Option<PathBuf>,
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
+    use numasim::libvirt::validate;
+    let list = |flag: &str, v: &Option<String>| -> Result<Option<Vec<u32>>> {
+        v.as_ref()
+            .map(|s| {
+                numasim::topology::parse_cpu_list(s).map_err(|e| {
+                    anyhow::anyhow!("--{flag} `{s}`: {e}; expected a list such as 0-1,4")
+                })
+            })
+            .transpose()
+    };
+    let start_cpus = list("start-cpus", &a.start_cpus)?;
+    let start_nodes = list("start-nodes", &a.start_nodes)?;
+    let is_trace = a.input.extension().is_some_and(|e| e == "csv");
+    let (catalog, rows) = if is_trace {
+        let Some(flavors) = &a.flavors else {
+            anyhow::bail!("{}: a trace needs --flavors CSV", a.input.display());
+        };
+        let f = std::fs::File::open(flavors)
+            .with_context(|| format!("{}: cannot open", flavors.display()))?;
+        let catalog = numasim::trace::read_catalog(std::io::BufReader::new(f))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", flavors.display()))?;
+        let f = std::fs::File::open(&a.input)
+            .with_context(|| format!("{}: cannot open", a.input.display()))?;
+        let reader = numasim::trace::TraceReader::new(std::io::BufReader::new(f), &catalog, false)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
+        let mut rows = Vec::new();
+        for row in reader.take(a.limit) {
+            rows.push(row.map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?);
+        }
+        (catalog, rows)
+    } else {
+        let ov = numasim::run::Overrides {
+            flavors: a.flavors.clone(),
+            ..Default::default()
+        };
+        let prepared = numasim::run::prepare(&a.input, &ov)?;
+        let seed = prepared.scenario.seeds.first().copied().unwrap_or(1);
+        let mut rows = Vec::new();
+        for row in prepared.rows(seed)?.take(a.limit) {
+            let row = row.map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
+            rows.push(prepared.shaped(row, seed));
+        }
+        (prepared.catalog.clone(), rows)
+    };
+    let mut backend = libvirt_backend(&a.connect)?;
+    let host = validate::capture(backend.as_mut(), "validate")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.connect))?;
+    let opts = validate::Options {
+        limit: a.limit,
+        mode: a.memory_mode,
+        fit_mode: numasim::fit::Mode::Nova,
+        start: a.start || start_cpus.is_some() || start_nodes.is_some(),
+        start_cpus,
+        start_nodes,
+        prefix: format!("numasim-{}", std::process::id()),
+    };
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst));
+    let mut csv_out = match &a.out {
+        Some(p) => {
+            let mut w = csv::Writer::from_path(p)
+                .with_context(|| format!("{}: cannot create", p.display()))?;
+            w.write_record([
+                "guest",
+                "flavor",
+                "domain",
+                "host_cells",
+                "outcome",
+                "started",
+                "details",
+            ])?;
+            w.flush()?;
+            Some(w)
+        }
+        None => None,
+    };
+    let mut write_error = None;
+    let mut show = |r: &validate::GuestReport| {
+        let cells = format!("{:?}", r.cells);
+        println!(
+            "{:<12} {:<14} cells {:<8} {:<9}{}{}",
+            r.guest,
+            r.flavor,
+            cells,
+            r.outcome,
+            if r.started { " started" } else { "" },
+            if r.details.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", r.details.join("; "))
+            }
+        );
+        if let Some(w) = &mut csv_out {
+            let res = w
+                .write_record([
+                    r.guest.as_str(),
+                    &r.flavor,
+                    &r.domain,
+                    &cells,
+                    r.outcome,
+                    if r.started { "yes" } else { "no" },
+                    &r.details.join("; "),
+                ])
+                .and_then(|_| w.flush().map_err(csv::Error::from));
+            if let Err(e) = res {
+                write_error.get_or_insert(e);
+            }
+        }
+    };
+    let result = validate::validate(
+        backend.as_mut(),
+        &host,
+        &catalog,
+        rows.into_iter(),
+        &opts,
+        &INTERRUPTED,
+        &mut show,
+    );
+    if let Some(e) = write_error {
+        anyhow::bail!("validation report: {e}");
+    }
+    let reports = result.map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (partial results above; the domains created were removed)",
+            a.connect
+        )
+    })?;
+    let failed = reports.iter().filter(|r| r.failed()).count();
+    let checked = reports
+        .iter()
+        .filter(|r| matches!(r.outcome, "match" | "mismatch" | "refused"))
+        .count();
+    let started = reports.iter().filter(|r| r.started).count();
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("interrupted: the domains created were removed");
+        return Ok(130);
+    }
+    println!(
+        "{}: {checked} guests defined ({started} started), {failed} mismatched or refused, {} not placed or skipped",
+        a.connect,
+        reports.len() - checked
+    );
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
 fn libvirt_xml(
     cases: PathBuf,
     case: Option<String>,
@@ -1005,6 +1267,7 @@ fn libvirt_xml(
             .as_deref()
             .filter(|d| d.len() == prepared.host.cells.len()),
         mode: memory_mode,
+        domain_type: "kvm",
     };
     print!("{}", numasim::libvirt::xml::domain_xml(&spec, &fitted));
     Ok(0)

@@ -609,6 +609,38 @@ impl Prepared {
         results.into_iter().collect()
     }
 
+    /// The workload's rows for a seed (the trace, or the synthetic stream),
+    /// before the flavor shape rules.
+    pub fn rows(
+        &self,
+        seed: u64,
+    ) -> Result<
+        Box<dyn Iterator<Item = Result<crate::trace::TraceRow, crate::trace::CsvError>> + '_>,
+        RunError,
+    > {
+        let e = |m: String| RunError(m);
+        Ok(match &self.trace {
+            Some(path) => {
+                let f =
+                    std::fs::File::open(path).map_err(|x| e(format!("{}: {x}", path.display())))?;
+                Box::new(
+                    TraceReader::new(
+                        std::io::BufReader::new(f),
+                        &self.catalog,
+                        self.skip_bad_rows,
+                    )
+                    .map_err(|x| e(format!("{}: {x}", path.display())))?,
+                )
+            }
+            None => Box::new(self.synthetic_stream(seed)),
+        })
+    }
+
+    /// A row with the scenario's flavor shape rules applied.
+    pub fn shaped(&self, row: crate::trace::TraceRow, seed: u64) -> crate::trace::TraceRow {
+        self.shape(row, seed)
+    }
+
     /// A fresh simulation of one (policy, seed).
     fn simulation(&self, policy: usize, seed: u64) -> Result<Simulation, RunError> {
         let spec = &self.scenario.policies[policy];
@@ -684,22 +716,7 @@ impl Prepared {
         }
         let mut sim = self.simulation(policy, seed)?;
         let e = |m: String| RunError(m);
-        let rows: Box<dyn Iterator<Item = Result<crate::trace::TraceRow, crate::trace::CsvError>>> =
-            match &self.trace {
-                Some(path) => {
-                    let f = std::fs::File::open(path)
-                        .map_err(|x| e(format!("{}: {x}", path.display())))?;
-                    Box::new(
-                        TraceReader::new(
-                            std::io::BufReader::new(f),
-                            &self.catalog,
-                            self.skip_bad_rows,
-                        )
-                        .map_err(|x| e(format!("{}: {x}", path.display())))?,
-                    )
-                }
-                None => Box::new(self.synthetic_stream(seed)),
-            };
+        let rows = self.rows(seed)?;
         let mut quiet = Quiet;
         let mut first_ids = Vec::new();
         for row in rows {

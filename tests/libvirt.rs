@@ -127,3 +127,263 @@ fn a_guest_that_does_not_fit_has_no_xml() {
     ]);
     assert_eq!(missing.status.code(), Some(2));
 }
+
+// --- Capture and validation, against the libvirt-free backend ---
+
+use numasim::libvirt::backend::{Backend, BackendError, FreeState, Pinning, SimBackend};
+use numasim::libvirt::validate::{self, GuestReport};
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
+fn sim_backend() -> SimBackend {
+    let capabilities = std::fs::read_to_string(data("libvirt/caps_fake_4node.xml")).unwrap();
+    SimBackend {
+        capabilities,
+        free: FreeState {
+            memory_kb: BTreeMap::from([
+                (0, 15_000_000),
+                (1, 15_000_000),
+                (2, 15_000_000),
+                (3, 15_000_000),
+            ]),
+            pages: BTreeMap::from([((0, 2048), 1024), ((1, 2048), 1023), ((0, 1048576), 4)]),
+        },
+        domains: BTreeMap::new(),
+    }
+}
+
+/// libvirt pinning vCPU 0 one CPU further than the XML said: what a wrong
+/// prediction looks like from the other side.
+struct OffByOne(SimBackend);
+
+impl Backend for OffByOne {
+    fn capabilities(&mut self) -> Result<String, BackendError> {
+        self.0.capabilities()
+    }
+    fn free_state(&mut self) -> Result<FreeState, BackendError> {
+        self.0.free_state()
+    }
+    fn define(&mut self, name: &str, xml: &str) -> Result<(), BackendError> {
+        self.0.define(name, xml)
+    }
+    fn start(&mut self, name: &str) -> Result<(), BackendError> {
+        self.0.start(name)
+    }
+    fn read_back(&mut self, name: &str) -> Result<Pinning, BackendError> {
+        let mut p = self.0.read_back(name)?;
+        if let Some(cpus) = p.vcpupin.get_mut(&0) {
+            cpus.iter_mut().for_each(|c| *c += 1);
+        }
+        Ok(p)
+    }
+    fn live_affinity(&mut self, name: &str) -> Result<BTreeMap<u32, Vec<u32>>, BackendError> {
+        self.0.live_affinity(name)
+    }
+    fn remove(&mut self, name: &str) -> Result<(), BackendError> {
+        self.0.remove(name)
+    }
+}
+
+fn validation_workload() -> (numasim::trace::Catalog, Vec<numasim::trace::TraceRow>) {
+    let flavors = std::fs::read("traces/libvirt-validate-flavors.csv").unwrap();
+    let catalog = numasim::trace::read_catalog(flavors.as_slice()).unwrap();
+    let trace = std::fs::read("traces/libvirt-validate.csv").unwrap();
+    let rows = numasim::trace::TraceReader::new(trace.as_slice(), &catalog, false)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    (catalog, rows)
+}
+
+fn run_validation(backend: &mut dyn Backend, start: bool) -> Vec<GuestReport> {
+    let (catalog, rows) = validation_workload();
+    let host = validate::capture(backend, "fake").unwrap();
+    let opts = validate::Options {
+        limit: 100,
+        mode: numasim::sim::memory::MemoryMode::Strict,
+        fit_mode: numasim::fit::Mode::Nova,
+        start,
+        start_cpus: None,
+        start_nodes: None,
+        prefix: "t".into(),
+    };
+    let mut seen = 0;
+    let reports = validate::validate(
+        backend,
+        &host,
+        &catalog,
+        rows.into_iter(),
+        &opts,
+        &AtomicBool::new(false),
+        &mut |_| seen += 1,
+    )
+    .unwrap();
+    assert_eq!(seen, reports.len());
+    reports
+}
+
+#[test]
+fn capture_reads_cells_free_memory_and_free_pages() {
+    let mut b = sim_backend();
+    let host = validate::capture(&mut b, "fake").unwrap();
+    assert_eq!(host.cells.len(), 4);
+    assert_eq!(host.cells.iter().map(|c| c.cpus.len()).sum::<usize>(), 32);
+    assert_eq!(host.distances[0], vec![10, 12, 21, 21]);
+    assert_eq!(host.cells[0].free_kb, Some(15_000_000));
+    let pool = |cell: usize, size: u64| {
+        host.cells[cell]
+            .pages
+            .iter()
+            .find(|p| p.size_kb == size)
+            .and_then(|p| p.free)
+    };
+    assert_eq!(pool(1, 2048), Some(1023));
+    assert_eq!(pool(0, 1048576), Some(4));
+}
+
+#[test]
+fn validation_matches_its_own_xml_and_cleans_up() {
+    let mut b = sim_backend();
+    let reports = run_validation(&mut b, true);
+    let outcomes: Vec<&str> = reports.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "match", "match", "match", "match", "match", "match", "match", "match", "skipped",
+            "match", "match", "match"
+        ]
+    );
+    // The fit spreads them over the cells it found free, as the scheduler would.
+    assert_eq!(reports[2].cells, vec![2, 3]);
+    assert!(
+        reports
+            .iter()
+            .filter(|r| r.outcome == "match")
+            .all(|r| r.started)
+    );
+    assert!(b.domains.is_empty(), "left behind: {:?}", b.domains.keys());
+}
+
+#[test]
+fn an_off_by_one_pinning_is_reported_as_a_mismatch() {
+    let mut b = OffByOne(sim_backend());
+    let reports = run_validation(&mut b, false);
+    // v01 (pin1): one dedicated vCPU; libvirt "has" it one CPU further.
+    let r = &reports[0];
+    assert_eq!(r.outcome, "mismatch", "{r:?}");
+    assert!(r.failed());
+    let pinned: u32 = r.details[0]
+        .strip_prefix("defined: vcpupin 0: predicted ")
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{:?}", r.details));
+    assert_eq!(
+        r.details,
+        [format!(
+            "defined: vcpupin 0: predicted {pinned}, libvirt has {}",
+            pinned + 1
+        )]
+    );
+    assert!(b.0.domains.is_empty());
+}
+
+#[test]
+fn validate_from_the_command_line_without_libvirt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let caps = data("libvirt/caps_fake_4node.xml");
+    let connect = format!("sim:{}", caps.display());
+    let report = tmp.path().join("validate.csv");
+    let r = numasim(&[
+        "libvirt",
+        "validate",
+        "--connect",
+        &connect,
+        "traces/libvirt-validate.csv",
+        "--flavors",
+        "traces/libvirt-validate-flavors.csv",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        stdout(&r).contains(
+            "11 guests defined (0 started), 0 mismatched or refused, 1 not placed or skipped"
+        ),
+        "{}",
+        stdout(&r)
+    );
+    let csv = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 12);
+    // Capture writes a host numasim reads back.
+    let host = tmp.path().join("fake.json");
+    let r = numasim(&[
+        "libvirt",
+        "capture",
+        "--connect",
+        &connect,
+        "-o",
+        host.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let back = numasim(&["topology", "show", host.to_str().unwrap()]);
+    assert!(back.status.success(), "{}", stderr(&back));
+}
+
+#[test]
+fn libvirt_bad_input_gets_clear_errors() {
+    // Capabilities without NUMA data.
+    let caps = data("libvirt/caps_no_numa.xml");
+    let r = numasim(&[
+        "libvirt",
+        "capture",
+        "--connect",
+        &format!("sim:{}", caps.display()),
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains("capabilities"), "{}", stderr(&r));
+    // A trace without its flavors.
+    let r = numasim(&[
+        "libvirt",
+        "validate",
+        "--connect",
+        "sim:/nonexistent.xml",
+        "traces/libvirt-validate.csv",
+    ]);
+    assert!(
+        stderr(&r).contains("a trace needs --flavors CSV"),
+        "{}",
+        stderr(&r)
+    );
+    // A capabilities file that is not there.
+    let r = numasim(&[
+        "libvirt",
+        "capture",
+        "--connect",
+        "sim:/nonexistent.xml",
+        "-o",
+        "/dev/null",
+    ]);
+    assert!(
+        stderr(&r).contains("/nonexistent.xml: cannot read"),
+        "{}",
+        stderr(&r)
+    );
+    // An unreachable libvirt: virsh's (libvirt's) own words, or that virsh is missing.
+    let r = numasim(&[
+        "libvirt",
+        "capture",
+        "--connect",
+        "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = stderr(&r);
+    assert!(
+        err.contains("cannot connect to qemu+unix:///system?socket=/nonexistent/libvirt-sock")
+            && (err.contains("Failed to connect socket") || err.contains("cannot run virsh")),
+        "{err}"
+    );
+}

@@ -1,6 +1,10 @@
 //! libvirt: the domain XML of a placement, as Nova's libvirt driver writes
-//! it (pinning, numatune, guest NUMA cells with distances, hugepages).
-//! The live backend (capture and validation against a real libvirtd) is
-//! not built yet.
+//! it (pinning, numatune, guest NUMA cells with distances, hugepages); the
+//! backend trait with a libvirt-free default and a `virsh` implementation;
+//! host capture and the validation of predictions against what libvirt
+//! reports.
 
+pub mod backend;
+pub mod validate;
+pub mod virsh;
 pub mod xml;

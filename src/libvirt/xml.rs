@@ -19,6 +19,8 @@ pub struct DomainSpec<'a> {
     /// SLIT by host cell position (`None`: 10 local / 20 remote).
     pub distances: Option<&'a [Vec<u32>]>,
     pub mode: MemoryMode,
+    /// `kvm`, or `qemu` (TCG) where the host has no KVM.
+    pub domain_type: &'a str,
 }
 
 fn escape(s: &str) -> String {
@@ -37,7 +39,7 @@ pub fn domain_xml(spec: &DomainSpec, fitted: &GuestTopology) -> String {
         .map(|c| c.cpuset.len() + c.pcpuset.len())
         .sum();
     let mut x = String::new();
-    let _ = writeln!(x, "<domain type='kvm'>");
+    let _ = writeln!(x, "<domain type='{}'>", escape(spec.domain_type));
     let _ = writeln!(x, "  <name>{}</name>", escape(spec.name));
     let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", spec.memory_mb);
     let huge: Vec<(usize, i64)> = fitted
@@ -128,7 +130,12 @@ pub fn domain_xml(spec: &DomainSpec, fitted: &GuestTopology) -> String {
         let _ = writeln!(x, "        </distances>\n      </cell>");
     }
     let _ = writeln!(x, "    </numa>\n  </cpu>");
-    let _ = writeln!(x, "  <devices/>");
+    let _ = writeln!(x, "  <on_poweroff>destroy</on_poweroff>");
+    // No disk, no balloon, no USB: a guest that only holds its placement.
+    let _ = writeln!(
+        x,
+        "  <devices>\n    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>"
+    );
     x.push_str("</domain>\n");
     x
 }
