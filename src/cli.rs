@@ -243,8 +243,10 @@ enum LibvirtCmd {
         /// Guests to try, from the start of the workload.
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        #[arg(long, value_enum, default_value = "strict")]
-        memory_mode: numasim::sim::memory::MemoryMode,
+        /// Memory mode of the numatune (default: the scenario's first
+        /// policy's; strict for a trace).
+        #[arg(long, value_enum)]
+        memory_mode: Option<numasim::sim::memory::MemoryMode>,
         /// Also start the guests and read their live pinning back.
         #[arg(long)]
         start: bool,
@@ -1050,7 +1052,7 @@ struct ValidateArgs {
     input: PathBuf,
     flavors: Option<PathBuf>,
     limit: usize,
-    memory_mode: numasim::sim::memory::MemoryMode,
+    memory_mode: Option<numasim::sim::memory::MemoryMode>,
     start: bool,
     start_cpus: Option<String>,
     start_nodes: Option<String>,
@@ -1073,6 +1075,9 @@ fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
     let start_cpus = list("start-cpus", &a.start_cpus)?;
     let start_nodes = list("start-nodes", &a.start_nodes)?;
     let is_trace = a.input.extension().is_some_and(|e| e == "csv");
+    let mut mode = a
+        .memory_mode
+        .unwrap_or(numasim::sim::memory::MemoryMode::Strict);
     let (catalog, rows) = if is_trace {
         let Some(flavors) = &a.flavors else {
             anyhow::bail!("{}: a trace needs --flavors CSV", a.input.display());
@@ -1097,6 +1102,11 @@ fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
         };
         let prepared = numasim::run::prepare(&a.input, &ov)?;
         let seed = prepared.scenario.seeds.first().copied().unwrap_or(1);
+        if a.memory_mode.is_none()
+            && let Some(p) = prepared.scenario.policies.first()
+        {
+            mode = p.memory_mode;
+        }
         let mut rows = Vec::new();
         for row in prepared.rows(seed)?.take(a.limit) {
             let row = row.map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
@@ -1109,7 +1119,7 @@ fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.connect))?;
     let opts = validate::Options {
         limit: a.limit,
-        mode: a.memory_mode,
+        mode,
         fit_mode: numasim::fit::Mode::Nova,
         start: a.start || start_cpus.is_some() || start_nodes.is_some(),
         start_cpus,

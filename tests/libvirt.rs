@@ -387,3 +387,40 @@ fn libvirt_bad_input_gets_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn an_interrupted_validation_stops_and_still_removes_its_domains() {
+    let mut b = sim_backend();
+    let (catalog, rows) = validation_workload();
+    let host = validate::capture(&mut b, "fake").unwrap();
+    let opts = validate::Options {
+        limit: 100,
+        mode: numasim::sim::memory::MemoryMode::Interleave,
+        fit_mode: numasim::fit::Mode::Nova,
+        start: false,
+        start_cpus: None,
+        start_nodes: None,
+        prefix: "t".into(),
+    };
+    // Ctrl-C arrives while the third guest is being reported.
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let reports = validate::validate(
+        &mut b,
+        &host,
+        &catalog,
+        rows.into_iter(),
+        &opts,
+        &stop,
+        &mut |r| {
+            seen.push(r.guest.clone());
+            if seen.len() == 3 {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(seen, ["v01", "v02", "v03"]);
+    assert!(b.domains.is_empty(), "left behind: {:?}", b.domains.keys());
+}

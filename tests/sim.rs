@@ -44,7 +44,13 @@ impl Observer for Record {
     fn departure(&mut self, _t: f64, _row: usize, sim: &Simulation) {
         self.invariant_broken |= !sim.accounting_ok();
     }
-    fn growth(&mut self, _t: f64, _row: usize, outcome: numasim::sim::engine::GrowthOutcome) {
+    fn growth(
+        &mut self,
+        _t: f64,
+        _row: usize,
+        outcome: numasim::sim::engine::GrowthOutcome,
+        _sim: &Simulation,
+    ) {
         self.growth.push(outcome);
     }
     fn rebalance(

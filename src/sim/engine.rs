@@ -209,7 +209,7 @@ pub trait Observer {
     fn guest_cost(&mut self, _t: f64, _row: &TraceRow, _cost: &GuestCost) {}
     fn departure(&mut self, _t: f64, _row: usize, _sim: &Simulation) {}
     /// A running guest's touched memory grew (`flavors.growth`).
-    fn growth(&mut self, _t: f64, _row: usize, _outcome: GrowthOutcome) {}
+    fn growth(&mut self, _t: f64, _row: usize, _outcome: GrowthOutcome, _sim: &Simulation) {}
     /// Whether to work out why each rejected guest was rejected (costs a
     /// check of every host per rejection).
     fn wants_reasons(&self) -> bool {
@@ -484,7 +484,7 @@ impl Simulation {
             }
             if growth {
                 let outcome = self.grow(slot)?;
-                obs.growth(dt, row, outcome);
+                obs.growth(dt, row, outcome, self);
                 continue;
             }
             if tick {
@@ -1054,6 +1054,8 @@ impl Simulation {
                         }
                     }
                 }
+                // Its new pages change what it costs (guests without a NUMA topology).
+                self.recost(slot);
                 Ok(GrowthOutcome::Grew { spilled_mb })
             }
             None => {

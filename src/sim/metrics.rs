@@ -270,7 +270,17 @@ impl Observer for MetricsCollector {
         }
     }
 
-    fn growth(&mut self, t: f64, _row: usize, outcome: super::engine::GrowthOutcome) {
+    fn growth(
+        &mut self,
+        t: f64,
+        _row: usize,
+        outcome: super::engine::GrowthOutcome,
+        sim: &Simulation,
+    ) {
+        // A kill frees its claims: the time-weighted state changes here.
+        if t <= self.horizon {
+            self.observe(t, sim);
+        }
         if !self.measured(t) {
             return;
         }
