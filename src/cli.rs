@@ -1072,6 +1072,12 @@ fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
             })
             .transpose()
     };
+    if a.connect.starts_with("test:") || a.connect.starts_with("test+") {
+        anyhow::bail!(
+            "--connect {}: libvirt's test driver forgets every domain between two virsh processes, so nothing can be read back; use a daemon's URI (qemu:///system, qemu+ssh://HOST/system) or sim:CAPS.xml",
+            a.connect
+        );
+    }
     let start_cpus = list("start-cpus", &a.start_cpus)?;
     let start_nodes = list("start-nodes", &a.start_nodes)?;
     let is_trace = a.input.extension().is_some_and(|e| e == "csv");

@@ -356,6 +356,19 @@ fn libvirt_bad_input_gets_clear_errors() {
         "{}",
         stderr(&r)
     );
+    // The test driver cannot hold domains between virsh processes.
+    let r = numasim(&[
+        "libvirt",
+        "validate",
+        "--connect",
+        "test:///default",
+        "traces/libvirt-validate.csv",
+    ]);
+    assert!(
+        stderr(&r).contains("test driver forgets every domain"),
+        "{}",
+        stderr(&r)
+    );
     // A capabilities file that is not there.
     let r = numasim(&[
         "libvirt",

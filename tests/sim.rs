@@ -1185,3 +1185,62 @@ fn explain_answers_for_the_placement_policies_scenario() {
         "{out}"
     );
 }
+
+#[test]
+fn the_same_run_priced_by_slit_and_by_a_calibration_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |platform: &str| {
+        let out = tmp.path().join(platform);
+        let r = numasim(&[
+            "run",
+            "scenarios/dl980-spanning.toml",
+            "--seed",
+            "1",
+            "--cost-platform",
+            platform,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let text = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+        let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+        lines
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (
+                    f[col("policy")].to_string(),
+                    f[col("cost_model")].to_string(),
+                    f[col("remote_access_fraction")].parse::<f64>().unwrap(),
+                    f[col("mean_latency_factor")].parse::<f64>().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let slit = run("slit");
+    let calibrated = run("xeon-e7-4s");
+    assert_eq!(slit.len(), calibrated.len());
+    for (a, b) in slit.iter().zip(&calibrated) {
+        // Same placements, same remote fraction; a lower price when remote.
+        assert_eq!((&a.0, a.2), (&b.0, b.2));
+        assert_eq!((a.1.as_str(), b.1.as_str()), ("slit/10", "calibrated"));
+        if a.2 > 0.0 {
+            assert!(b.3 < a.3, "{a:?} vs {b:?}");
+        } else {
+            assert_eq!(a.3, b.3);
+        }
+    }
+    let r = numasim(&[
+        "run",
+        "scenarios/dl980-spanning.toml",
+        "--cost-platform",
+        "pentium",
+    ]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        stderr(&r).contains("--cost-platform: cost.platform: unknown platform `pentium`"),
+        "{}",
+        stderr(&r)
+    );
+}
