@@ -233,34 +233,7 @@ enum LibvirtCmd {
     /// (and start) their domains, and compare what libvirt reports with the
     /// prediction; exit 1 on any mismatch or refusal. Removes every domain
     /// it created, also on failure or Ctrl-C.
-    Validate {
-        #[arg(long)]
-        connect: String,
-        /// A scenario (TOML; its workload, first seed) or a trace (CSV, with --flavors).
-        input: PathBuf,
-        #[arg(long)]
-        flavors: Option<PathBuf>,
-        /// Guests to try, from the start of the workload.
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Memory mode of the numatune (default: the scenario's first
-        /// policy's; strict for a trace).
-        #[arg(long, value_enum)]
-        memory_mode: Option<numasim::sim::memory::MemoryMode>,
-        /// Also start the guests and read their live pinning back.
-        #[arg(long)]
-        start: bool,
-        /// Start only guests pinned within these host CPUs (e.g. the real
-        /// ones under a fake sysfs: `0-1`).
-        #[arg(long)]
-        start_cpus: Option<String>,
-        /// Start only guests whose memory is bound within these host nodes.
-        #[arg(long)]
-        start_nodes: Option<String>,
-        /// Also write the report as CSV, a line per guest as it is done.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Validate(ValidateArgs),
 }
 
 #[derive(clap::Args)]
@@ -414,29 +387,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             command: LibvirtCmd::Capture { connect, output },
         } => libvirt_capture(&connect, &output),
         Command::Libvirt {
-            command:
-                LibvirtCmd::Validate {
-                    connect,
-                    input,
-                    flavors,
-                    limit,
-                    memory_mode,
-                    start,
-                    start_cpus,
-                    start_nodes,
-                    out,
-                },
-        } => libvirt_validate(ValidateArgs {
-            connect,
-            input,
-            flavors,
-            limit,
-            memory_mode,
-            start,
-            start_cpus,
-            start_nodes,
-            out,
-        }),
+            command: LibvirtCmd::Validate(args),
+        } => libvirt_validate(args),
         Command::Check {
             results,
             baseline,
@@ -1047,15 +999,36 @@ fn libvirt_capture(connect: &str, output: &std::path::Path) -> Result<i32> {
     Ok(0)
 }
 
+#[derive(clap::Args)]
 struct ValidateArgs {
+    /// libvirt URI (`qemu:///system`, `qemu+ssh://host/system`), or
+    /// `sim:CAPS.xml` to validate against a capabilities file without libvirt.
+    #[arg(long)]
     connect: String,
+    /// A scenario (TOML; its workload, first seed) or a trace (CSV, with --flavors).
     input: PathBuf,
+    /// Flavor catalog (CSV) of a trace, or instead of a scenario's.
+    #[arg(long)]
     flavors: Option<PathBuf>,
+    /// Guests to try, from the start of the workload.
+    #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// Memory mode of the numatune (default: the scenario's first
+    /// policy's; strict for a trace).
+    #[arg(long, value_enum)]
     memory_mode: Option<numasim::sim::memory::MemoryMode>,
+    /// Also start the guests and read their live pinning back.
+    #[arg(long)]
     start: bool,
+    /// Start only guests pinned within these host CPUs (e.g. the real
+    /// ones under a fake sysfs: `0-1`).
+    #[arg(long)]
     start_cpus: Option<String>,
+    /// Start only guests whose memory is bound within these host nodes.
+    #[arg(long)]
     start_nodes: Option<String>,
+    /// Also write the report as CSV, a line per guest as it is done.
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 

@@ -329,74 +329,47 @@ fn validate_from_the_command_line_without_libvirt() {
     assert!(back.status.success(), "{}", stderr(&back));
 }
 
+/// Runs numasim, expects it to fail with exit 2 and `needle` in stderr.
+fn fails_with(args: &[&str], needle: &str) -> String {
+    let r = numasim(args);
+    let err = stderr(&r);
+    assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+    err
+}
+
 #[test]
 fn libvirt_bad_input_gets_clear_errors() {
-    // Capabilities without NUMA data.
-    let caps = data("libvirt/caps_no_numa.xml");
-    let r = numasim(&[
-        "libvirt",
-        "capture",
-        "--connect",
-        &format!("sim:{}", caps.display()),
-        "-o",
-        "/dev/null",
-    ]);
-    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
-    assert!(stderr(&r).contains("capabilities"), "{}", stderr(&r));
-    // A trace without its flavors.
-    let r = numasim(&[
-        "libvirt",
-        "validate",
-        "--connect",
-        "sim:/nonexistent.xml",
-        "traces/libvirt-validate.csv",
-    ]);
-    assert!(
-        stderr(&r).contains("a trace needs --flavors CSV"),
-        "{}",
-        stderr(&r)
-    );
-    // The test driver cannot hold domains between virsh processes.
-    let r = numasim(&[
-        "libvirt",
-        "validate",
-        "--connect",
-        "test:///default",
-        "traces/libvirt-validate.csv",
-    ]);
-    assert!(
-        stderr(&r).contains("test driver forgets every domain"),
-        "{}",
-        stderr(&r)
-    );
-    // A capabilities file that is not there.
-    let r = numasim(&[
-        "libvirt",
-        "capture",
-        "--connect",
-        "sim:/nonexistent.xml",
-        "-o",
-        "/dev/null",
-    ]);
-    assert!(
-        stderr(&r).contains("/nonexistent.xml: cannot read"),
-        "{}",
-        stderr(&r)
-    );
+    let no_numa = format!("sim:{}", data("libvirt/caps_no_numa.xml").display());
+    let trace = "traces/libvirt-validate.csv";
+    let capture = |connect: &str, needle: &str| {
+        fails_with(
+            &[
+                "libvirt",
+                "capture",
+                "--connect",
+                connect,
+                "-o",
+                "/dev/null",
+            ],
+            needle,
+        )
+    };
+    capture(&no_numa, "carries no NUMA data");
+    capture("sim:/nonexistent.xml", "/nonexistent.xml: cannot read");
+    let validate = |connect: &str, needle: &str| {
+        fails_with(
+            &["libvirt", "validate", "--connect", connect, trace],
+            needle,
+        )
+    };
+    validate("sim:/nonexistent.xml", "a trace needs --flavors CSV");
+    validate("test:///default", "test driver forgets every domain");
     // An unreachable libvirt: virsh's (libvirt's) own words, or that virsh is missing.
-    let r = numasim(&[
-        "libvirt",
-        "capture",
-        "--connect",
-        "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
-        "-o",
-        "/dev/null",
-    ]);
-    assert_eq!(r.status.code(), Some(2));
-    let err = stderr(&r);
+    let unreachable = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
+    let err = capture(unreachable, &format!("cannot connect to {unreachable}"));
     assert!(
-        err.contains("cannot connect to qemu+unix:///system?socket=/nonexistent/libvirt-sock")
-            && (err.contains("Failed to connect socket") || err.contains("cannot run virsh")),
+        err.contains("Failed to connect socket") || err.contains("cannot run virsh"),
         "{err}"
     );
 }
