@@ -1103,20 +1103,16 @@ impl Simulation {
                 }
             }
             (None, Some(node), _) => out[node] = vcpus as f64,
-            (None, None, manual) => {
-                let on = |c: usize| match manual {
-                    Some((t, _)) => t.nodeset.iter().any(|id| model.cell_index(*id) == Some(c)),
-                    None => true,
-                };
-                let cpus: f64 = (0..n)
-                    .filter(|&c| on(c))
-                    .map(|c| f64::from(model.cpus_per_cell[c]))
-                    .sum();
-                for (c, v) in out.iter_mut().enumerate() {
-                    if on(c) && cpus > 0.0 {
-                        *v = vcpus as f64 * f64::from(model.cpus_per_cell[c]) / cpus;
-                    }
-                }
+            (None, None, Some((t, _))) => {
+                let cells: Vec<usize> = t
+                    .nodeset
+                    .iter()
+                    .filter_map(|id| model.cell_index(*id))
+                    .collect();
+                out = vcpus_by_cpus(model, &cells, vcpus as f64);
+            }
+            (None, None, None) => {
+                out = vcpus_by_cpus(model, &(0..n).collect::<Vec<_>>(), vcpus as f64);
             }
         }
         out
@@ -1235,19 +1231,7 @@ impl Simulation {
                 let pages: Vec<f64> = (0..free.len())
                     .map(|c| placed.iter().map(|d| d[c]).sum())
                     .collect();
-                let cpus: f64 = advised
-                    .iter()
-                    .map(|&c| f64::from(model.cpus_per_cell[c]))
-                    .sum();
-                let cpu: Vec<f64> = (0..free.len())
-                    .map(|c| {
-                        if advised.contains(&c) && cpus > 0.0 {
-                            vcpus * f64::from(model.cpus_per_cell[c]) / cpus
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
+                let cpu = vcpus_by_cpus(&model, &advised, vcpus);
                 (pages, cpu, None, Some(advice), true)
             }
             Placement::Autonuma => {
@@ -1590,6 +1574,22 @@ impl Simulation {
     pub fn running(&self) -> usize {
         self.running
     }
+}
+
+/// `vcpus` floating over `cells` (host cell positions), each cell taking its
+/// share of their CPUs: the per-cell load of an unpinned guest.
+fn vcpus_by_cpus(model: &super::fleet::HostModel, cells: &[usize], vcpus: f64) -> Vec<f64> {
+    let cpus: f64 = cells
+        .iter()
+        .map(|&c| f64::from(model.cpus_per_cell[c]))
+        .sum();
+    let mut out = vec![0.0; model.cell_ids.len()];
+    if cpus > 0.0 {
+        for &c in cells {
+            out[c] = vcpus * f64::from(model.cpus_per_cell[c]) / cpus;
+        }
+    }
+    out
 }
 
 /// One access pattern for a whole guest: vCPU shares weighted by each
