@@ -265,6 +265,9 @@ struct Placed {
     cost: Option<(f64, f64)>,
     /// autonuma: MB of its memory scanned in the current pass.
     scan_pos_mb: f64,
+    /// numad: the host's state version at its last advice (the same state
+    /// gives the same advice, so a step on an unchanged host is skipped).
+    advised_version: Option<u64>,
 }
 
 /// Marks a queue entry as a memory-growth event rather than a departure.
@@ -332,6 +335,8 @@ pub struct Simulation {
     /// vCPUs running per host cell (numad's and autonuma's view; only kept
     /// under those placements).
     cpu_load: Vec<Vec<f64>>,
+    /// Bumped whenever a host's claims, pages or loads change.
+    host_version: Vec<u64>,
     /// Sums of the current remote fraction and latency factor over the
     /// costed running guests, and their count: the time-weighted costs.
     pub running_remote: f64,
@@ -391,6 +396,7 @@ impl Simulation {
             max_ram_slack: None,
             hosts_in_use: 0,
             cpu_load: Vec::new(),
+            host_version: Vec::new(),
             running_remote: 0.0,
             running_latency: 0.0,
             running_costed: 0,
@@ -401,6 +407,7 @@ impl Simulation {
             .map(|h| vec![0.0; h.model.cell_ids.len()])
             .collect();
         sim.guests_on = vec![0; sim.hosts.len()];
+        sim.host_version = vec![0; sim.hosts.len()];
         sim.max_ram_slack = sim
             .hosts
             .iter()
@@ -772,6 +779,7 @@ impl Simulation {
             cpu_cells,
             cost,
             scan_pos_mb: 0.0,
+            advised_version: None,
         });
         let fitted = self.placed[slot].as_ref().and_then(|p| p.fitted.as_ref());
         obs.arrival(
@@ -936,6 +944,7 @@ impl Simulation {
         let sign = if free { -1 } else { 1 };
         self.count_claim(host, fitted, vcpus, mem, sign);
         self.order.remove(&self.order_key(host));
+        self.host_version[host] += 1;
         let h = &mut self.hosts[host];
         let vcpu = match fitted {
             Some(f) => {
@@ -1042,6 +1051,7 @@ impl Simulation {
         match place(&self.free_mb[host], &model.distances, &demands) {
             Some(added) => {
                 let mut spilled_mb = 0.0;
+                self.host_version[host] += 1;
                 let p = self.placed[slot].as_mut().expect("checked above");
                 for placed in &added {
                     for (c, mb) in placed.iter().enumerate() {
@@ -1189,6 +1199,15 @@ impl Simulation {
             return (none, None);
         };
         let host = p.host;
+        if self.config.placement == Placement::Numad {
+            let version = self.host_version[host];
+            let p = self.placed[slot].as_mut().expect("checked above");
+            if p.advised_version == Some(version) {
+                return (none, next);
+            }
+            p.advised_version = Some(version);
+        }
+        let p = self.placed[slot].as_ref().expect("checked above");
         let model = self.hosts[host].model.clone();
         let mut load = self.cpu_load[host].clone();
         for (l, v) in load.iter_mut().zip(&p.cpu_cells) {
@@ -1276,6 +1295,7 @@ impl Simulation {
             }
             _ => return (none, None),
         };
+        self.host_version[host] += 1;
         let p = self.placed[slot].as_mut().expect("checked above");
         let mut migrated_mb = 0.0;
         for (c, (old, new)) in p.pages.iter().zip(&new_pages).enumerate() {
