@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 if ! command -v libvirtd >/dev/null || ! command -v qemu-system-x86_64 >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends \
-    libvirt-clients libvirt-daemon libvirt-dev pkg-config qemu-system-x86 numactl >/dev/null
+    libvirt-clients libvirt-daemon qemu-system-x86 >/dev/null
 fi
 # libvirtd's qemu driver looks its build-time user up before reading qemu.conf.
 getent group kvm >/dev/null || groupadd --system kvm
