@@ -110,32 +110,60 @@ fn simulate_full(
     touched_fraction: Vec<f64>,
     growth: Vec<Option<numasim::sim::engine::Growth>>,
 ) -> (Record, Simulation) {
-    let catalog: Catalog = read_catalog(FLAVORS.as_bytes()).unwrap();
-    let config = SimConfig {
-        strategy: Strategy::Spread,
-        host_check: HostCheck::All,
-        limits: Some(numasim::fit::Limits {
-            cpu_allocation_ratio: 4.0,
-            ram_allocation_ratio: ram_ratio,
-            network_metadata: None,
-        }),
-        fit_mode: numasim::fit::Mode::Nova,
-        memory_mode: Some(mode),
-        touched_fraction,
-        calibration: Default::default(),
-        numa_aware_guests: false,
+    let setup = Setup {
+        host: HOST,
+        flavors: FLAVORS,
+        mode,
+        ram_ratio,
         placement,
         manual,
+        touched_fraction,
         growth,
-        rebalancing: Default::default(),
-        seed: 1,
     };
-    let mut sim = Simulation::new(fleet_from_json(HOST).unwrap(), catalog.clone(), config);
-    let text = format!("id,arrival_s,departure_s,flavor\n{trace}");
-    let rows = TraceReader::new(text.as_bytes(), &catalog, false).unwrap();
-    let mut rec = Record::default();
-    sim.run(rows, &mut rec).unwrap();
-    (rec, sim)
+    setup.run(trace)
+}
+
+/// A one-host simulation: its host JSON, catalog and policy.
+struct Setup<'a> {
+    host: &'a str,
+    flavors: &'a str,
+    mode: MemoryMode,
+    ram_ratio: f64,
+    placement: numasim::sim::engine::Placement,
+    manual: Vec<Option<numasim::sim::engine::ManualTuning>>,
+    touched_fraction: Vec<f64>,
+    growth: Vec<Option<numasim::sim::engine::Growth>>,
+}
+
+impl Setup<'_> {
+    fn run(self, trace: &str) -> (Record, Simulation) {
+        let catalog: Catalog = read_catalog(self.flavors.as_bytes()).unwrap();
+        let config = SimConfig {
+            strategy: Strategy::Spread,
+            host_check: HostCheck::All,
+            limits: Some(numasim::fit::Limits {
+                cpu_allocation_ratio: 4.0,
+                ram_allocation_ratio: self.ram_ratio,
+                network_metadata: None,
+            }),
+            fit_mode: numasim::fit::Mode::Nova,
+            memory_mode: Some(self.mode),
+            touched_fraction: self.touched_fraction,
+            calibration: Default::default(),
+            numa_aware_guests: false,
+            placement: self.placement,
+            manual: self.manual,
+            growth: self.growth,
+            rebalancing: Default::default(),
+            seed: 1,
+        };
+        let mut sim = Simulation::new(fleet_from_json(self.host).unwrap(), catalog.clone(), config);
+        let text = format!("id,arrival_s,departure_s,flavor\n{trace}");
+        let rows = TraceReader::new(text.as_bytes(), &catalog, false).unwrap();
+        let mut rec = Record::default();
+        sim.run(rows, &mut rec).unwrap();
+        (rec, sim)
+    }
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -1242,5 +1270,60 @@ fn the_same_run_priced_by_slit_and_by_a_calibration_table() {
         stderr(&r).contains("--cost-platform: cost.platform: unknown platform `pentium`"),
         "{}",
         stderr(&r)
+    );
+}
+
+#[test]
+fn closest_takes_the_nearest_pair_where_nova_takes_the_first() {
+    use numasim::sim::engine::Placement;
+    // Four cells of 2 CPUs and 2048 MB: cells 0-1 and 2-3 are socket pairs
+    // (SLIT 12), other pairs 21. `one` fills cell 0; `two` needs two cells.
+    // Nova takes the first fitting ordering, (1, 2), across sockets;
+    // closest takes (2, 3), on one socket.
+    let cell = |id: u32, cpus: [u32; 2]| {
+        format!(
+            r#"{{"id": {id}, "cpus": [{}, {}], "pcpus": [], "memory_mb": 2048, "siblings": [[{}], [{}]],
+               "mempages": [{{"size_kb": 4, "total": 524288, "used": 0}}]}}"#,
+            cpus[0], cpus[1], cpus[0], cpus[1]
+        )
+    };
+    let host = format!(
+        r#"{{"hosts": [{{"name": "h4", "host": {{"cells": [{}, {}, {}, {}],
+          "distances": [[10, 12, 21, 21], [12, 10, 21, 21], [21, 21, 10, 12], [21, 21, 12, 10]]}}}}]}}"#,
+        cell(0, [0, 1]),
+        cell(1, [2, 3]),
+        cell(2, [4, 5]),
+        cell(3, [6, 7])
+    );
+    let flavors = "name,vcpus,memory_mb,extra_specs\none,2,2048,hw:numa_nodes=1\ntwo,4,4096,hw:numa_nodes=2\n";
+    let run = |placement| {
+        Setup {
+            host: &host,
+            flavors,
+            mode: MemoryMode::Strict,
+            ram_ratio: 1.0,
+            placement,
+            manual: Vec::new(),
+            touched_fraction: vec![1.0; 2],
+            growth: Vec::new(),
+        }
+        .run("g1,1,,one\ng2,2,,two\n")
+    };
+    let (nova, _) = run(Placement::Nova);
+    let (closest, _) = run(Placement::Closest);
+    assert_eq!(nova.decisions, ["g1 placed on 0", "g2 placed on 0"]);
+    assert_eq!(closest.decisions, nova.decisions);
+    // Half of g2's accesses are remote either way; the price is the distance.
+    let (remote, latency, _) = nova.costs[1];
+    assert!(
+        close(remote, 0.5) && close(latency, 0.5 + 0.5 * 2.1),
+        "{:?}",
+        nova.costs
+    );
+    let (remote, latency, _) = closest.costs[1];
+    assert!(
+        close(remote, 0.5) && close(latency, 0.5 + 0.5 * 1.2),
+        "{:?}",
+        closest.costs
     );
 }
