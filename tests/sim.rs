@@ -283,9 +283,10 @@ fn numad_binds_to_the_best_nodes_and_consolidates_a_spanning_guest_when_room_app
     // g1 (mid: 2 vCPUs, 3072 MB) ties and takes node 0; g2 scores better on
     // node 1; g3 (small: 2 vCPUs, 2048 MB) fits neither alone (1.4 CPUs and
     // 409.6 MB left on each), so it gets both, 1024 MB each (strict by CPUs).
-    // g1 leaves at 50; g3's re-advice at 3 + 4 x 15 = 63 finds node 0 can
-    // take it whole: one move, its 1024 MB on node 1 migrate. g4 only keeps
-    // time running past 63 (nothing is simulated after the last arrival).
+    // numad wakes every 15 s and re-advises the guests of hosts that
+    // changed: at 15 nothing moves; g1 leaves at 50, and at 60 g3's advice
+    // is node 0 alone: one move, its 1024 MB on node 1 migrate. g4 only keeps
+    // time running past 60 (nothing is simulated after the last arrival).
     let trace = "g1,1,50,mid\ng2,2,,mid\ng3,3,,small\ng4,70,71,small\n";
     let (rec, sim) = simulate_with(MemoryMode::Strict, 1.5, trace, Placement::Numad);
     assert_eq!(
@@ -308,12 +309,16 @@ fn numad_binds_to_the_best_nodes_and_consolidates_a_spanning_guest_when_room_app
     assert_eq!(moves.len(), 1, "{:?}", rec.rebalanced);
     let (t, row, _, mb) = *moves[0];
     assert!(
-        close(t, 63.0) && row == 2 && close(mb, 1024.0),
+        close(t, 60.0) && row == 2 && close(mb, 1024.0),
         "{:?}",
         moves
     );
-    // Re-advice before g1 left (18, 33, 48) kept g3 where it was.
+    // The scan at 15 re-advised all three and kept them; no host changed
+    // until 50, so numad did not look again before 60.
+    let scans: Vec<f64> = rec.rebalanced.iter().map(|r| r.0).collect();
+    assert_eq!(scans[..3], [15.0, 15.0, 15.0], "{scans:?}");
     assert!(rec.rebalanced.iter().filter(|r| r.0 < 50.0).all(|r| !r.2));
+    assert!(!scans.iter().any(|&t| t > 15.0 && t < 60.0), "{scans:?}");
     // After the drain: g2 (3072 MB on node 1) and g3 (2048 MB on node 0) stay.
     assert!(
         close(sim.free_mb[0][0], 2048.0) && close(sim.free_mb[0][1], 1024.0),

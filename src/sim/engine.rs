@@ -274,7 +274,9 @@ struct Placed {
 const GROWTH: u32 = 1 << 31;
 /// Marks a queue entry as a numad or autonuma step.
 const TICK: u32 = 1 << 30;
-const SLOT_BITS: u32 = TICK - 1;
+/// Marks a queue entry as a numad scan of one host (the slot bits hold the host).
+const HOST_SCAN: u32 = 1 << 29;
+const SLOT_BITS: u32 = HOST_SCAN - 1;
 
 /// A flavor's memory growth: from its touched fraction at start to `to`,
 /// after an exponentially distributed delay (mean `mean_delay_s`), drawn
@@ -337,6 +339,10 @@ pub struct Simulation {
     cpu_load: Vec<Vec<f64>>,
     /// Bumped whenever a host's claims, pages or loads change.
     host_version: Vec<u64>,
+    /// numad: the slots of the guests on each host, and whether a scan of
+    /// the host is already queued.
+    guests_by_host: Vec<Vec<usize>>,
+    scan_pending: Vec<bool>,
     /// Sums of the current remote fraction and latency factor over the
     /// costed running guests, and their count: the time-weighted costs.
     pub running_remote: f64,
@@ -397,6 +403,8 @@ impl Simulation {
             hosts_in_use: 0,
             cpu_load: Vec::new(),
             host_version: Vec::new(),
+            guests_by_host: Vec::new(),
+            scan_pending: Vec::new(),
             running_remote: 0.0,
             running_latency: 0.0,
             running_costed: 0,
@@ -408,6 +416,8 @@ impl Simulation {
             .collect();
         sim.guests_on = vec![0; sim.hosts.len()];
         sim.host_version = vec![0; sim.hosts.len()];
+        sim.scan_pending = vec![false; sim.hosts.len()];
+        sim.guests_by_host = vec![Vec::new(); sim.hosts.len()];
         sim.max_ram_slack = sim
             .hosts
             .iter()
@@ -479,6 +489,13 @@ impl Simulation {
             self.now = dt;
             let growth = slot & GROWTH != 0;
             let tick = slot & TICK != 0;
+            if slot & HOST_SCAN != 0 {
+                // After the last arrival nothing is measured: let the scans lapse.
+                if !all {
+                    self.numad_scan((slot & SLOT_BITS) as usize, obs);
+                }
+                continue;
+            }
             let (row, slot) = (row as usize, (slot & SLOT_BITS) as usize);
             let live = self
                 .placed
@@ -763,6 +780,9 @@ impl Simulation {
                 *load += v;
             }
         }
+        if self.config.placement == Placement::Numad {
+            self.guests_by_host[host].push(slot);
+        }
         self.running += 1;
         self.placements += 1;
         self.placed[slot] = Some(Placed {
@@ -944,7 +964,7 @@ impl Simulation {
         let sign = if free { -1 } else { 1 };
         self.count_claim(host, fitted, vcpus, mem, sign);
         self.order.remove(&self.order_key(host));
-        self.host_version[host] += 1;
+        self.host_changed(host);
         let h = &mut self.hosts[host];
         let vcpu = match fitted {
             Some(f) => {
@@ -984,6 +1004,10 @@ impl Simulation {
         };
         self.free_slots.push(slot);
         self.running -= 1;
+        let on_host = &mut self.guests_by_host[p.host];
+        if let Some(i) = on_host.iter().position(|&s| s == slot) {
+            on_host.swap_remove(i);
+        }
         for (load, v) in self.cpu_load[p.host].iter_mut().zip(&p.cpu_cells) {
             *load -= v;
         }
@@ -1051,7 +1075,7 @@ impl Simulation {
         match place(&self.free_mb[host], &model.distances, &demands) {
             Some(added) => {
                 let mut spilled_mb = 0.0;
-                self.host_version[host] += 1;
+                self.host_changed(host);
                 let p = self.placed[slot].as_mut().expect("checked above");
                 for placed in &added {
                     for (c, mb) in placed.iter().enumerate() {
@@ -1098,7 +1122,7 @@ impl Simulation {
     /// CPUs, or the whole host by CPUs.
     fn cpu_cells_of(&self, host: usize, fitted: &Option<GuestTopology>, vcpus: i64) -> Vec<f64> {
         // Only numad and autonuma read the per-cell load: spare the others the allocation.
-        if self.rebalance_step().is_none() {
+        if !self.keeps_loads() {
             return Vec::new();
         }
         let model = &self.hosts[host].model;
@@ -1128,16 +1152,53 @@ impl Simulation {
         out
     }
 
-    /// The interval to a guest's next numad or autonuma step, if it has them.
+    /// The interval to a guest's next autonuma step, if it has them.
     fn rebalance_step(&self) -> Option<f64> {
         self.config.memory_mode?;
-        let r = &self.config.rebalancing;
-        match self.config.placement {
-            Placement::Numad => Some(r.numad_interval_s),
-            Placement::Autonuma => Some(r.autonuma_tick_s),
-            _ => None,
+        (self.config.placement == Placement::Autonuma)
+            .then_some(self.config.rebalancing.autonuma_tick_s)
+            .filter(|s| *s > 0.0)
+    }
+
+    /// Whether guests' per-cell vCPU loads are kept (numad and autonuma read them).
+    fn keeps_loads(&self) -> bool {
+        self.config.memory_mode.is_some()
+            && matches!(
+                self.config.placement,
+                Placement::Numad | Placement::Autonuma
+            )
+    }
+
+    /// Records that a host's claims, pages or loads changed; under numad,
+    /// makes sure a scan of the host is due at numad's next wake-up.
+    fn host_changed(&mut self, host: usize) {
+        self.host_version[host] += 1;
+        if self.config.placement != Placement::Numad
+            || self.config.memory_mode.is_none()
+            || self.scan_pending[host]
+        {
+            return;
         }
-        .filter(|s| *s > 0.0)
+        let interval = self.config.rebalancing.numad_interval_s;
+        let next = ((self.now / interval).floor() + 1.0) * interval;
+        self.scan_pending[host] = true;
+        self.departures
+            .push((OrderedTime(next), u32::MAX, HOST_SCAN | host as u32));
+    }
+
+    /// numad wakes up and re-advises the guests of a host that changed,
+    /// in trace order.
+    fn numad_scan(&mut self, host: usize, obs: &mut dyn Observer) {
+        self.scan_pending[host] = false;
+        let mut guests: Vec<(usize, usize)> = self.guests_by_host[host]
+            .iter()
+            .filter_map(|&slot| self.placed[slot].as_ref().map(|p| (p.row, slot)))
+            .collect();
+        guests.sort_unstable();
+        for (row, slot) in guests {
+            let (outcome, _) = self.rebalance(slot);
+            obs.rebalance(self.now, row, outcome, self);
+        }
     }
 
     /// numad's advice on `host` as a numatune in the policy's memory mode;
@@ -1295,7 +1356,7 @@ impl Simulation {
             }
             _ => return (none, None),
         };
-        self.host_version[host] += 1;
+        self.host_changed(host);
         let p = self.placed[slot].as_mut().expect("checked above");
         let mut migrated_mb = 0.0;
         for (c, (old, new)) in p.pages.iter().zip(&new_pages).enumerate() {
