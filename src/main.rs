@@ -10,5 +10,14 @@ mod cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // `numasim run ... | head` must end quietly, as Unix tools do, rather
+    // than panic on the closed pipe: restore the default SIGPIPE action
+    // that Rust's runtime sets to ignore.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread exists; it only
+    // changes the disposition of SIGPIPE back to the system default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     std::process::exit(cli::run());
 }

@@ -1332,3 +1332,20 @@ fn closest_takes_the_nearest_pair_where_nova_takes_the_first() {
         closest.costs
     );
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_run_without_a_panic() {
+    // `numasim run ... | head`: the reader is gone before numasim prints.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_numasim"))
+        .args(["run", "scenarios/placement-policies.toml", "--seed", "1"])
+        .arg("--out")
+        .arg(tempfile::tempdir().unwrap().path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
