@@ -716,7 +716,13 @@ impl Simulation {
         };
         if self.config.placement == Placement::Numad {
             let mb = flavor_mem as f64 * self.touched(row.flavor);
-            self.manual_now = self.numad_tuning(host, vcpus as f64, mb, None);
+            self.manual_now = self.numad_tuning(
+                host,
+                &self.cpu_load[host],
+                &self.free_mb[host],
+                vcpus as f64,
+                mb,
+            );
         }
         self.change_usage(host, &fitted, vcpus, mem, false, None)?;
         let pages = self.place_pages(host, &fitted, flavor_mem, row.flavor);
@@ -1201,26 +1207,18 @@ impl Simulation {
         }
     }
 
-    /// numad's advice on `host` as a numatune in the policy's memory mode;
-    /// `guest`: a running guest's slot, whose own load and pages count as free.
+    /// numad's advice on `host` as a numatune in the policy's memory mode,
+    /// given the vCPU load and free memory per cell it sees (for a running
+    /// guest, without its own share).
     fn numad_tuning(
         &self,
         host: usize,
+        load: &[f64],
+        free: &[f64],
         vcpus: f64,
         mb: f64,
-        guest: Option<&Placed>,
     ) -> Option<(ManualTuning, usize)> {
         let model = &self.hosts[host].model;
-        let mut load = self.cpu_load[host].clone();
-        let mut free = self.free_mb[host].clone();
-        if let Some(p) = guest {
-            for (l, v) in load.iter_mut().zip(&p.cpu_cells) {
-                *l -= v;
-            }
-            for (f, v) in free.iter_mut().zip(&p.pages) {
-                *f += v;
-            }
-        }
         let total: Vec<f64> = self.hosts[host]
             .topo
             .cells
@@ -1232,8 +1230,8 @@ impl Simulation {
                 cpus: &model.cpus_per_cell,
                 total_mb: &total,
                 distances: &model.distances,
-                load: &load,
-                free_mb: &free,
+                load,
+                free_mb: free,
             },
             vcpus,
             mb,
@@ -1279,7 +1277,12 @@ impl Simulation {
         let (new_pages, new_cpu, new_confined, new_manual, moved) = match self.config.placement {
             Placement::Numad => {
                 let resident: f64 = p.pages.iter().sum();
-                let Some(advice) = self.numad_tuning(host, vcpus, resident, Some(p)) else {
+                // The host as numad sees it for this guest: its own pages count as free.
+                let mut free = self.free_mb[host].clone();
+                for (f, v) in free.iter_mut().zip(&p.pages) {
+                    *f += v;
+                }
+                let Some(advice) = self.numad_tuning(host, &load, &free, vcpus, resident) else {
                     return (none, next);
                 };
                 let cells = |t: &ManualTuning| -> Vec<usize> {
@@ -1298,10 +1301,6 @@ impl Simulation {
                     vcpus,
                 ) {
                     return (none, next);
-                }
-                let mut free = self.free_mb[host].clone();
-                for (f, v) in free.iter_mut().zip(&p.pages) {
-                    *f += v;
                 }
                 let demands = manual_demands(&model, &advice.0, 0, resident);
                 // No room for the pages in the new nodeset: numad stays put.
