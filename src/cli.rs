@@ -127,7 +127,8 @@ enum Command {
     Fit {
         /// Cases file; standard input when absent.
         file: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "nova")]
+        /// `nova` (Nova 34.0.0 bug for bug) or `clean`.
+        #[arg(long, value_parser = keyword::<numasim::fit::Mode>, default_value = "nova")]
         mode: numasim::fit::Mode,
     },
 }
@@ -212,9 +213,11 @@ enum LibvirtCmd {
         cases: PathBuf,
         #[arg(long)]
         case: Option<String>,
-        #[arg(long, value_enum, default_value = "strict")]
+        /// `strict`, `preferred` or `interleave`.
+        #[arg(long, value_parser = keyword::<numasim::sim::memory::MemoryMode>, default_value = "strict")]
         memory_mode: numasim::sim::memory::MemoryMode,
-        #[arg(long, value_enum, default_value = "nova")]
+        /// `nova` (Nova 34.0.0 bug for bug) or `clean`.
+        #[arg(long, value_parser = keyword::<numasim::fit::Mode>, default_value = "nova")]
         mode: numasim::fit::Mode,
         #[arg(long, default_value = "guest")]
         name: String,
@@ -304,10 +307,11 @@ struct ReplayArgs {
         default_value = r#"{"cpu_allocation_ratio": 16.0, "ram_allocation_ratio": 1.5}"#
     )]
     limits: String,
-    #[arg(long, value_enum, default_value = "spread")]
+    /// `spread`, `pack`, `first-fit` or `random`.
+    #[arg(long, value_parser = keyword::<numasim::sim::Strategy>, default_value = "spread")]
     strategy: numasim::sim::Strategy,
-    /// Which guests get placement's host-level check (`all` is real Nova).
-    #[arg(long, value_enum, default_value = "all")]
+    /// Which guests get placement's host-level check: `all` (real Nova) or `non-numa`.
+    #[arg(long, value_parser = keyword::<numasim::sim::HostCheck>, default_value = "all")]
     host_check: numasim::sim::HostCheck,
     /// Placements (JSON Lines).
     #[arg(long)]
@@ -318,6 +322,13 @@ struct ReplayArgs {
     /// Skip (and count) bad trace rows instead of failing.
     #[arg(long)]
     skip_bad_rows: bool,
+}
+
+/// Parses a library keyword (`spread`, `strict`, ...) by its serde name,
+/// so the library's enums need no command-line derives.
+fn keyword<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    use serde::de::value::{Error, StrDeserializer};
+    T::deserialize(StrDeserializer::<Error>::new(s)).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -499,21 +510,11 @@ fn replay(a: ReplayArgs) -> Result<i32> {
         serde_json::from_str(&a.limits).map_err(|e| anyhow::anyhow!("--limits: {e}; expected JSON such as {{\"cpu_allocation_ratio\": 16.0, \"ram_allocation_ratio\": 1.5}} or null"))?;
     let limits = numasim::fit::case::parse_limits(Some(&limits_json))
         .map_err(|e| anyhow::anyhow!("--limits: {}", e.message))?;
-    let touched = vec![1.0; catalog.flavors.len()];
     let config = SimConfig {
         strategy: a.strategy,
         host_check: a.host_check,
         limits,
-        fit_mode: numasim::fit::Mode::Nova,
-        memory_mode: None,
-        touched_fraction: touched,
-        calibration: Default::default(),
-        numa_aware_guests: false,
-        placement: numasim::sim::engine::Placement::Nova,
-        manual: Vec::new(),
-        growth: Vec::new(),
-        rebalancing: Default::default(),
-        seed: 0,
+        ..SimConfig::default()
     };
     let mut sim = Simulation::new(hosts, catalog.clone(), config);
     let tmp = a.out.with_extension("jsonl.tmp");
@@ -601,6 +602,7 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
         seed: a.seed,
         skip_bad_rows: a.skip_bad_rows,
         cost_platform: a.cost_platform,
+        ..run::Overrides::default()
     };
     let mut prepared = run::prepare(&a.scenario, &ov)?;
     prepared.explain_rejections = true;
@@ -636,7 +638,7 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
     )?;
     write_atomically(
         &out.join("rejections.csv"),
-        run::rejections_csv(&results)?.as_bytes(),
+        run::rejections_csv(&results, &prepared)?.as_bytes(),
     )?;
     write_atomically(
         &out.join("rejections_by_flavor.csv"),
@@ -863,7 +865,7 @@ fn explain(
     println!("decision: {decision}");
     let passing = x.passing().count();
     println!("hosts: {}, passing: {passing}", x.verdicts.len());
-    let summary = x.summary();
+    let summary = numasim::report::words::refusals(&x.refusals());
     if !summary.is_empty() {
         println!("refused by: {summary}");
     }
@@ -1015,7 +1017,7 @@ struct ValidateArgs {
     limit: usize,
     /// Memory mode of the numatune (default: the scenario's first
     /// policy's; strict for a trace).
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = keyword::<numasim::sim::memory::MemoryMode>)]
     memory_mode: Option<numasim::sim::memory::MemoryMode>,
     /// Also start the guests and read their live pinning back.
     #[arg(long)]

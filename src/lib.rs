@@ -12,6 +12,7 @@ pub mod libvirt;
 pub mod load;
 pub mod plot;
 pub mod replay;
+pub mod report;
 pub mod request;
 pub mod run;
 pub mod scenario;

@@ -203,9 +203,9 @@ impl<W: Write> Observer for ReplayWriter<W> {
         *s.arrivals_by_flavor.entry(flavor.clone()).or_default() += 1;
         let mut line = format!("{{\"id\": {}, \"t\": {}, ", py_str(&row.id), py_float(t));
         match decision {
-            Decision::Placed { host, fitted } => {
+            Decision::Placed { host, binding } => {
                 s.placed += 1;
-                let cells = match fitted {
+                let cells = match binding.fitted() {
                     Some(f) => {
                         s.numa_arrivals += 1;
                         s.claims += 1;

@@ -19,6 +19,8 @@ use std::sync::Arc;
 /// Command-line overrides of a scenario.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// The placement policies scenario files may name (default: the built-in ones).
+    pub registry: crate::sim::policy::Registry,
     pub trace: Option<PathBuf>,
     pub flavors: Option<PathBuf>,
     pub hosts: Option<usize>,
@@ -49,7 +51,7 @@ pub struct RunResult {
     pub events: u64,
     pub placements: u64,
     /// Rejected guests and why (`Prepared::explain_rejections`).
-    pub rejections: Vec<crate::sim::metrics::Rejection>,
+    pub rejections: Vec<crate::sim::metrics::RejectedGuest>,
 }
 
 /// A scenario with its files read.
@@ -70,6 +72,8 @@ pub struct Prepared {
     pub twin: Option<String>,
     /// Memory growth per catalog flavor (`flavors.growth`).
     pub growth: Vec<Option<crate::sim::engine::Growth>>,
+    /// Each policy's placement policy, built from the registry.
+    pub placements: Vec<Arc<dyn crate::sim::PlacementPolicy>>,
 }
 
 fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunError> {
@@ -314,6 +318,21 @@ pub fn prepare_scenario(
         .clone()
         .or_else(|| scenario.workload.trace.as_ref().map(|t| base.join(t)));
     let growth = growth_per_flavor(&catalog, &scenario.flavors.growth);
+    let placements = scenario
+        .policies
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let params = crate::sim::policy::PolicyParams {
+                numatunes: numatunes(&catalog, spec),
+                rebalancing: spec.rebalancing.clone(),
+                memory_mode: Some(spec.memory_mode),
+            };
+            ov.registry
+                .build(&spec.placement, &params)
+                .map_err(|e| RunError(format!("{}: policies[{i}].placement: {e}", path.display())))
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
     Ok(Prepared {
         scenario,
         base,
@@ -326,6 +345,7 @@ pub fn prepare_scenario(
         growth,
         shapes,
         twin: twin_report,
+        placements,
     })
 }
 
@@ -482,42 +502,42 @@ fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunErro
     Ok(())
 }
 
+/// A policy's manual tunings per catalog flavor: its own name, else
+/// (for shaped flavors) its base flavor's, else `*`.
+fn numatunes(
+    catalog: &Catalog,
+    spec: &crate::scenario::PolicySpec,
+) -> Vec<Option<crate::sim::ManualTuning>> {
+    if spec.manual.is_empty() {
+        return Vec::new();
+    }
+    catalog
+        .flavors
+        .iter()
+        .map(|f| {
+            let base = f.name.split('+').next().unwrap_or(&f.name);
+            spec.manual
+                .get(&f.name)
+                .or_else(|| spec.manual.get(base))
+                .or_else(|| spec.manual.get("*"))
+                .map(|m| crate::sim::ManualTuning {
+                    nodeset: crate::topology::parse_cpu_list(&m.nodeset)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(i64::from)
+                        .collect(),
+                    mode: m.mode,
+                })
+        })
+        .collect()
+}
+
 fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
     let f = std::fs::File::open(p).map_err(|e| RunError(format!("{}: {e}", p.display())))?;
     read_catalog(std::io::BufReader::new(f)).map_err(|e| RunError(format!("{}: {e}", p.display())))
 }
 
 impl Prepared {
-    /// A policy's manual tunings per catalog flavor: its own name, else
-    /// (for shaped flavors) its base flavor's, else `*`.
-    fn manual_tunings(
-        &self,
-        spec: &crate::scenario::PolicySpec,
-    ) -> Vec<Option<crate::sim::engine::ManualTuning>> {
-        if spec.manual.is_empty() {
-            return Vec::new();
-        }
-        self.catalog
-            .flavors
-            .iter()
-            .map(|f| {
-                let base = f.name.split('+').next().unwrap_or(&f.name);
-                spec.manual
-                    .get(&f.name)
-                    .or_else(|| spec.manual.get(base))
-                    .or_else(|| spec.manual.get("*"))
-                    .map(|m| crate::sim::engine::ManualTuning {
-                        nodeset: crate::topology::parse_cpu_list(&m.nodeset)
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(i64::from)
-                            .collect(),
-                        mode: m.mode,
-                    })
-            })
-            .collect()
-    }
-
     /// The row with its shaped flavor, if a shape rule picks it.
     fn shape(&self, mut row: crate::trace::TraceRow, seed: u64) -> crate::trace::TraceRow {
         if let Some(rules) = self.shapes.get(row.flavor)
@@ -658,10 +678,9 @@ impl Prepared {
             touched_fraction: self.touched.clone(),
             calibration: self.scenario.cost.calibration().map_err(RunError)?,
             numa_aware_guests: self.scenario.cost.numa_aware_guests,
-            placement: spec.placement,
-            manual: self.manual_tunings(spec),
+            policy: self.placements[policy].clone(),
             growth: self.growth.clone(),
-            rebalancing: spec.rebalancing.clone(),
+            migrate_mb_per_s: spec.rebalancing.migrate_mb_per_s,
             seed,
         };
         Ok(Simulation::new(
@@ -680,9 +699,11 @@ impl Prepared {
         seed: u64,
         id: &str,
     ) -> Result<(crate::sim::explain::Explanation, String), RunError> {
+        let spec_placement = &self.scenario.policies[policy].placement;
         struct Quiet;
         impl crate::sim::Observer for Quiet {}
-        struct Decided(String);
+        /// The decision in words, under the policy named `.1`.
+        struct Decided(String, String);
         impl crate::sim::Observer for Decided {
             fn arrival(
                 &mut self,
@@ -693,9 +714,12 @@ impl Prepared {
             ) {
                 let binding = sim
                     .binding_of(row.row)
+                    .and_then(|(host, b)| {
+                        crate::report::words::binding(&self.1, b, &sim.hosts[host].model)
+                    })
                     .map_or(String::new(), |b| format!("; {b}"));
                 self.0 = match d {
-                    crate::sim::Decision::Placed { host, fitted } => match fitted {
+                    crate::sim::Decision::Placed { host, binding: b } => match b.fitted() {
                         Some(f) => format!(
                             "placed on host {host}, guest cells on host cells {:?}",
                             f.cells.iter().map(|c| c.id).collect::<Vec<_>>()
@@ -728,7 +752,7 @@ impl Prepared {
                 sim.advance_to(row.arrival_s, false, &mut quiet)
                     .map_err(|x| e(x.to_string()))?;
                 let explanation = sim.explain(&row);
-                let mut decided = Decided(String::new());
+                let mut decided = Decided(String::new(), spec_placement.clone());
                 sim.run_arrivals(std::iter::once(Ok(row)), &mut decided)
                     .map_err(|x| e(x.to_string()))?;
                 return Ok((explanation, decided.0));
@@ -877,7 +901,7 @@ pub fn timeseries_csv(results: &[RunResult]) -> String {
 
 /// One row per rejected (or at once OOM-killed) guest, with the reason
 /// aggregated over the hosts.
-pub fn rejections_csv(results: &[RunResult]) -> Result<String, RunError> {
+pub fn rejections_csv(results: &[RunResult], prepared: &Prepared) -> Result<String, RunError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| RunError(format!("rejections.csv: {e}"));
     w.write_record(["policy", "seed", "guest", "arrival_s", "flavor", "reason"])
@@ -889,8 +913,8 @@ pub fn rejections_csv(results: &[RunResult]) -> Result<String, RunError> {
                 &r.seed.to_string(),
                 &x.guest,
                 &format!("{:.3}", x.arrival_s),
-                &x.flavor,
-                &x.reason,
+                &prepared.catalog.flavors[x.flavor].name,
+                &crate::report::words::rejection(&x.why, |h| prepared.hosts[h].name.as_str()),
             ])
             .map_err(io)?;
         }

@@ -304,11 +304,11 @@ pub struct PolicySpec {
     pub fit_mode: crate::fit::Mode,
     #[serde(default = "all")]
     pub host_check: HostCheck,
-    /// `nova`: Nova's first fitting ordering of host cells; `closest`: the
-    /// fitting ordering with the smallest SLIT distances between the cells;
-    /// `float` and `cpuset-auto`: libvirt's own placements (no Nova NUMA fit).
-    #[serde(default)]
-    pub placement: Placement,
+    /// A placement policy's name in the registry (`sim::policy::Registry`):
+    /// `nova` (the default), `closest`, `float`, `cpuset-auto`, `manual`,
+    /// `numad`, `autonuma`, or one a program registered.
+    #[serde(default = "nova")]
+    pub placement: String,
     /// A label for tables and CSVs instead of the generated name.
     #[serde(default)]
     pub name: Option<String>,
@@ -318,7 +318,7 @@ pub struct PolicySpec {
     pub manual: BTreeMap<String, ManualSpec>,
     /// `numad` and `autonuma`: intervals, scan rate, migration throughput.
     #[serde(default)]
-    pub rebalancing: crate::sim::engine::Rebalancing,
+    pub rebalancing: crate::sim::policy::Rebalancing,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,8 +329,9 @@ pub struct ManualSpec {
     pub mode: MemoryMode,
 }
 
-pub use crate::sim::engine::Placement;
-
+fn nova() -> String {
+    "nova".into()
+}
 fn spread() -> Strategy {
     Strategy::Spread
 }
@@ -351,9 +352,9 @@ impl PolicySpec {
         if self.fit_mode == crate::fit::Mode::Clean {
             n.push_str("-clean");
         }
-        if self.placement != Placement::Nova {
+        if self.placement != "nova" {
             n.push('-');
-            n.push_str(self.placement.as_str());
+            n.push_str(&self.placement);
         }
         n
     }
@@ -485,11 +486,6 @@ impl Scenario {
             }
         }
         for (i, p) in self.policies.iter().enumerate() {
-            if (p.placement == Placement::Manual) == p.manual.is_empty() {
-                return bad(format!(
-                    "policies[{i}]: `manual` tunings go with placement = \"manual\", and it needs them"
-                ));
-            }
             let r = &p.rebalancing;
             let positive = [
                 ("numad_interval_s", r.numad_interval_s),

@@ -66,19 +66,14 @@ impl Observer for Record {
 }
 
 fn simulate(mode: MemoryMode, ram_ratio: f64, trace: &str) -> (Record, Simulation) {
-    simulate_with(
-        mode,
-        ram_ratio,
-        trace,
-        numasim::sim::engine::Placement::Nova,
-    )
+    simulate_with(mode, ram_ratio, trace, "nova")
 }
 
 fn simulate_with(
     mode: MemoryMode,
     ram_ratio: f64,
     trace: &str,
-    placement: numasim::sim::engine::Placement,
+    placement: &'static str,
 ) -> (Record, Simulation) {
     simulate_manual(mode, ram_ratio, trace, placement, Vec::new())
 }
@@ -87,8 +82,8 @@ fn simulate_manual(
     mode: MemoryMode,
     ram_ratio: f64,
     trace: &str,
-    placement: numasim::sim::engine::Placement,
-    manual: Vec<Option<numasim::sim::engine::ManualTuning>>,
+    placement: &'static str,
+    manual: Vec<Option<numasim::sim::ManualTuning>>,
 ) -> (Record, Simulation) {
     simulate_full(
         mode,
@@ -105,8 +100,8 @@ fn simulate_full(
     mode: MemoryMode,
     ram_ratio: f64,
     trace: &str,
-    placement: numasim::sim::engine::Placement,
-    manual: Vec<Option<numasim::sim::engine::ManualTuning>>,
+    placement: &'static str,
+    manual: Vec<Option<numasim::sim::ManualTuning>>,
     touched_fraction: Vec<f64>,
     growth: Vec<Option<numasim::sim::engine::Growth>>,
 ) -> (Record, Simulation) {
@@ -129,8 +124,8 @@ struct Setup<'a> {
     flavors: &'a str,
     mode: MemoryMode,
     ram_ratio: f64,
-    placement: numasim::sim::engine::Placement,
-    manual: Vec<Option<numasim::sim::engine::ManualTuning>>,
+    placement: &'static str,
+    manual: Vec<Option<numasim::sim::ManualTuning>>,
     touched_fraction: Vec<f64>,
     growth: Vec<Option<numasim::sim::engine::Growth>>,
 }
@@ -151,11 +146,19 @@ impl Setup<'_> {
             touched_fraction: self.touched_fraction,
             calibration: Default::default(),
             numa_aware_guests: false,
-            placement: self.placement,
-            manual: self.manual,
+            policy: numasim::sim::Registry::builtin()
+                .build(
+                    self.placement,
+                    &numasim::sim::policy::PolicyParams {
+                        numatunes: self.manual,
+                        rebalancing: Default::default(),
+                        memory_mode: Some(self.mode),
+                    },
+                )
+                .unwrap(),
             growth: self.growth,
-            rebalancing: Default::default(),
             seed: 1,
+            ..SimConfig::default()
         };
         let mut sim = Simulation::new(fleet_from_json(self.host).unwrap(), catalog.clone(), config);
         let text = format!("id,arrival_s,departure_s,flavor\n{trace}");
@@ -172,10 +175,9 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn float_ignores_the_numa_request_and_spreads_pages_with_the_vcpus() {
-    use numasim::sim::engine::Placement;
     // `big` asks for one NUMA node but is larger than a cell: Nova refuses it
     // in strict mode; with no NUMA placement it floats over both cells.
-    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.0, "g1,1,,big\n", Placement::Float);
+    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.0, "g1,1,,big\n", "float");
     assert_eq!(rec.decisions, ["g1 placed on 0"]);
     // 4 CPUs per cell: vCPUs and pages half and half; latency 0.5 + 0.5 * 2.1.
     let (remote, latency, spans) = rec.costs[0];
@@ -189,10 +191,9 @@ fn float_ignores_the_numa_request_and_spreads_pages_with_the_vcpus() {
 
 #[test]
 fn cpuset_auto_confines_each_guest_to_the_emptiest_node_that_holds_it() {
-    use numasim::sim::engine::Placement;
     // RAM ratio 1.5 lets the host take all three guests by its totals.
     let trace = "g1,1,,mid\ng2,2,,mid\ng3,3,,float\n";
-    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.5, trace, Placement::CpusetAuto);
+    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.5, trace, "cpuset-auto");
     // g1: both nodes have 4096 MB free, the first wins; g2: node 1 has more
     // free; g3 (4096 MB): no node holds it any more, so it is refused.
     assert_eq!(
@@ -210,7 +211,7 @@ fn cpuset_auto_confines_each_guest_to_the_emptiest_node_that_holds_it() {
     }
     // Float admits g3 on the host's totals, but its pages find 2048 MB free
     // in all: the kernel kills it. cpuset=auto refused it up front instead.
-    let (rec, _) = simulate_with(MemoryMode::Strict, 1.5, trace, Placement::Float);
+    let (rec, _) = simulate_with(MemoryMode::Strict, 1.5, trace, "float");
     assert_eq!(
         rec.decisions,
         ["g1 placed on 0", "g2 placed on 0", "g3 oom"]
@@ -219,7 +220,7 @@ fn cpuset_auto_confines_each_guest_to_the_emptiest_node_that_holds_it() {
 
 #[test]
 fn manual_numatune_binds_each_flavor_to_its_nodeset() {
-    use numasim::sim::engine::{ManualTuning, Placement};
+    use numasim::sim::ManualTuning;
     let tune = |nodeset: Vec<i64>, mode| Some(ManualTuning { nodeset, mode });
     // Catalog order: big, mid, float. `float` interleaved over both nodes,
     // `mid` (one virtual cell) bound to node 1.
@@ -235,7 +236,7 @@ fn manual_numatune_binds_each_flavor_to_its_nodeset() {
         MemoryMode::Strict,
         1.0,
         trace,
-        Placement::Manual,
+        "manual",
         manual(MemoryMode::Strict),
     );
     // g1: 2048 MB on each node, vCPUs over both: remote 0.5, latency 1.55.
@@ -254,7 +255,7 @@ fn manual_numatune_binds_each_flavor_to_its_nodeset() {
         MemoryMode::Strict,
         1.0,
         trace,
-        Placement::Manual,
+        "manual",
         manual(MemoryMode::Preferred),
     );
     assert_eq!(rec.decisions, ["g1 placed on 0", "g2 placed on 0"]);
@@ -270,7 +271,7 @@ fn manual_numatune_binds_each_flavor_to_its_nodeset() {
         MemoryMode::Strict,
         1.0,
         "g1,1,,mid\n",
-        Placement::Manual,
+        "manual",
         vec![None, tune(vec![3], MemoryMode::Strict), None],
     );
     assert_eq!(rec.decisions, ["g1 rejected"]);
@@ -278,7 +279,6 @@ fn manual_numatune_binds_each_flavor_to_its_nodeset() {
 
 #[test]
 fn numad_binds_to_the_best_nodes_and_consolidates_a_spanning_guest_when_room_appears() {
-    use numasim::sim::engine::Placement;
     // numad's default target utilisation 85 %: 3.4 CPUs and 3481.6 MB per node.
     // g1 (mid: 2 vCPUs, 3072 MB) ties and takes node 0; g2 scores better on
     // node 1; g3 (small: 2 vCPUs, 2048 MB) fits neither alone (1.4 CPUs and
@@ -288,7 +288,7 @@ fn numad_binds_to_the_best_nodes_and_consolidates_a_spanning_guest_when_room_app
     // is node 0 alone: one move, its 1024 MB on node 1 migrate. g4 only keeps
     // time running past 60 (nothing is simulated after the last arrival).
     let trace = "g1,1,50,mid\ng2,2,,mid\ng3,3,,small\ng4,70,71,small\n";
-    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.5, trace, Placement::Numad);
+    let (rec, sim) = simulate_with(MemoryMode::Strict, 1.5, trace, "numad");
     assert_eq!(
         rec.decisions,
         [
@@ -330,7 +330,6 @@ fn numad_binds_to_the_best_nodes_and_consolidates_a_spanning_guest_when_room_app
 
 #[test]
 fn autonuma_settles_vcpus_then_migrates_remote_pages_at_the_scan_rate() {
-    use numasim::sim::engine::Placement;
     // g1 (float: 4 vCPUs, 4096 MB) floats: 2048 MB per node, remote 0.5.
     // Steps every 10 s scanning 256 MB/s: at 11 it settles on node 0 (tie:
     // the first) and 2560 of 4096 MB scanned moves 1280 of its 2048 remote
@@ -338,7 +337,7 @@ fn autonuma_settles_vcpus_then_migrates_remote_pages_at_the_scan_rate() {
     // g2 (small) at 100 floats, but node 0 is full: its pages land on node
     // 1, and at 110 it settles there (node 0 has no idle CPUs), nothing to move.
     let trace = "g1,1,,float\ng2,100,,small\ng3,200,201,small\n";
-    let (rec, sim) = simulate_with(MemoryMode::Strict, 2.0, trace, Placement::Autonuma);
+    let (rec, sim) = simulate_with(MemoryMode::Strict, 2.0, trace, "autonuma");
     assert_eq!(
         rec.decisions,
         ["g1 placed on 0", "g2 placed on 0", "g3 placed on 0"]
@@ -363,7 +362,7 @@ fn autonuma_settles_vcpus_then_migrates_remote_pages_at_the_scan_rate() {
 
 #[test]
 fn growing_memory_kills_under_strict_and_spills_under_preferred() {
-    use numasim::sim::engine::{Growth, GrowthOutcome, Placement};
+    use numasim::sim::engine::{Growth, GrowthOutcome};
     // `float` (no NUMA topology) takes 2048 MB of each cell; then `mid`,
     // bound to cell 0 by Nova's fit (blind to the floating guest), touches
     // half its 3072 MB and later all of it: 1536 MB more on a cell with 512.
@@ -372,7 +371,7 @@ fn growing_memory_kills_under_strict_and_spills_under_preferred() {
             mode,
             1.0,
             "g1,1,,float\ng2,2,,mid\n",
-            Placement::Nova,
+            "nova",
             Vec::new(),
             vec![1.0, 0.5, 1.0],
             vec![
@@ -499,11 +498,8 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
             touched_fraction: prepared.touched.clone(),
             calibration: Default::default(),
             numa_aware_guests: false,
-            placement: numasim::sim::engine::Placement::Nova,
-            manual: Vec::new(),
-            growth: Vec::new(),
-            rebalancing: Default::default(),
             seed: 2,
+            ..SimConfig::default()
         },
     );
     let syn = prepared.scenario.workload.synthetic.clone().unwrap();
@@ -1011,11 +1007,8 @@ mod index_vs_scan {
                 touched_fraction: vec![1.0; 5],
                 calibration: Default::default(),
                 numa_aware_guests: false,
-        placement: numasim::sim::engine::Placement::Nova,
-        manual: Vec::new(),
-        growth: Vec::new(),
-        rebalancing: Default::default(),
                 seed: 1,
+                ..SimConfig::default()
             };
             let mut sim = Simulation::new(hosts.clone(), catalog.clone(), config);
             let mut seen = Decisions(Vec::new());
@@ -1280,7 +1273,6 @@ fn the_same_run_priced_by_slit_and_by_a_calibration_table() {
 
 #[test]
 fn closest_takes_the_nearest_pair_where_nova_takes_the_first() {
-    use numasim::sim::engine::Placement;
     // Four cells of 2 CPUs and 2048 MB: cells 0-1 and 2-3 are socket pairs
     // (SLIT 12), other pairs 21. `one` fills cell 0; `two` needs two cells.
     // Nova takes the first fitting ordering, (1, 2), across sockets;
@@ -1314,8 +1306,8 @@ fn closest_takes_the_nearest_pair_where_nova_takes_the_first() {
         }
         .run("g1,1,,one\ng2,2,,two\n")
     };
-    let (nova, _) = run(Placement::Nova);
-    let (closest, _) = run(Placement::Closest);
+    let (nova, _) = run("nova");
+    let (closest, _) = run("closest");
     assert_eq!(nova.decisions, ["g1 placed on 0", "g2 placed on 0"]);
     assert_eq!(closest.decisions, nova.decisions);
     // Half of g2's accesses are remote either way; the price is the distance.

@@ -10,7 +10,10 @@
 //! their vCPUs. `ratio` maps a SLIT value to a measured latency ratio; the
 //! default is SLIT/10 (so the factor is dist(i,j)/dist(i,i)).
 
+use super::binding::{Binding, nodeset_cells};
+use super::fleet::HostModel;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Maps SLIT distances to latency ratios: piecewise linear through the
 /// given points, anchored at (10, 1.0); SLIT/10 when no point is given.
@@ -142,6 +145,166 @@ pub fn guest_cost(cells: &[CellAccess], distances: &[Vec<u32>], cal: &Calibratio
         }
     }
     (remote, latency)
+}
+
+/// What a placed guest costs: from where its vCPUs run and its pages sit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuestCost {
+    /// Fraction of accesses to a remote cell.
+    pub remote: f64,
+    /// Mean access latency relative to local.
+    pub latency: f64,
+    /// vCPUs or pages on more than one host cell.
+    pub spans: bool,
+    /// MB of a NUMA guest's pages outside its own host cells (spilled).
+    pub spilled_mb: f64,
+}
+
+/// Prices a guest bound by `binding` whose pages sit as `placed` (MB per
+/// host cell, one vector per page demand of the binding). With
+/// `numa_aware_guests`, each guest cell's vCPUs touch only that cell's
+/// pages; otherwise every vCPU touches all of the guest's memory uniformly.
+pub fn price(
+    model: &HostModel,
+    binding: &Binding,
+    placed: &[Vec<f64>],
+    numa_aware_guests: bool,
+    cal: &Calibration,
+) -> GuestCost {
+    let n = model.cell_ids.len();
+    let share = |v: &[f64]| -> Vec<f64> {
+        let s: f64 = v.iter().sum();
+        if s > 0.0 {
+            v.iter().map(|x| x / s).collect()
+        } else {
+            vec![0.0; v.len()]
+        }
+    };
+    let cells: Vec<CellAccess> = match binding {
+        Binding::Cells(f) => f
+            .cells
+            .iter()
+            .zip(placed)
+            .map(|(c, pages)| {
+                let mut cpu = vec![0.0; n];
+                if let Some(p) = model.cell_index(c.id) {
+                    cpu[p] = 1.0;
+                }
+                CellAccess {
+                    vcpus: (c.cpuset.len() + c.pcpuset.len()) as f64,
+                    cpu_share: cpu,
+                    mem_share: share(pages),
+                }
+            })
+            .collect(),
+        _ => {
+            let by_cpus = |cells: &[usize]| -> Option<Vec<f64>> {
+                let cpus: f64 = cells
+                    .iter()
+                    .map(|&c| f64::from(model.cpus_per_cell[c]))
+                    .sum();
+                (cpus > 0.0).then(|| {
+                    let mut out = vec![0.0; n];
+                    for &c in cells {
+                        out[c] = f64::from(model.cpus_per_cell[c]) / cpus;
+                    }
+                    out
+                })
+            };
+            let everywhere = || {
+                let total: f64 = model.cpus_per_cell.iter().map(|&c| f64::from(c)).sum();
+                model
+                    .cpus_per_cell
+                    .iter()
+                    .map(|&c| f64::from(c) / total.max(1.0))
+                    .collect()
+            };
+            let cpu: Vec<f64> = match binding {
+                Binding::Node(node) => (0..n).map(|c| f64::from(u8::from(c == *node))).collect(),
+                Binding::Numatune { tuning, .. } => {
+                    by_cpus(&nodeset_cells(model, tuning)).unwrap_or_else(everywhere)
+                }
+                _ => everywhere(),
+            };
+            let mem: Vec<f64> = placed
+                .first()
+                .map(|p| share(p))
+                .unwrap_or_else(|| vec![0.0; n]);
+            vec![CellAccess {
+                vcpus: 1.0,
+                cpu_share: cpu,
+                mem_share: mem,
+            }]
+        }
+    };
+    let cells = if numa_aware_guests || cells.len() < 2 {
+        cells
+    } else {
+        merge_accesses(&cells, placed)
+    };
+    let (remote, latency) = guest_cost(&cells, &model.distances, cal);
+    let touched_cells: BTreeSet<usize> = placed
+        .iter()
+        .flat_map(|p| {
+            p.iter()
+                .enumerate()
+                .filter(|(_, v)| **v > 0.0)
+                .map(|(c, _)| c)
+        })
+        .collect();
+    let cpu_cells: BTreeSet<usize> = cells
+        .iter()
+        .flat_map(|c| {
+            c.cpu_share
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v > 0.0)
+                .map(|(i, _)| i)
+        })
+        .collect();
+    let spans = touched_cells.len() > 1 || cpu_cells.len() > 1;
+    let spilled_mb = match binding {
+        Binding::Cells(_) => {
+            let own: BTreeSet<usize> = binding.own_cells(model).into_iter().collect();
+            placed
+                .iter()
+                .flat_map(|p| p.iter().enumerate())
+                .filter(|(c, _)| !own.contains(c))
+                .map(|(_, mb)| mb)
+                .sum()
+        }
+        _ => 0.0,
+    };
+    GuestCost {
+        remote,
+        latency,
+        spans,
+        spilled_mb,
+    }
+}
+
+/// One access pattern for a whole guest: vCPU shares weighted by each
+/// cell's vCPUs, memory shares over all of its pages (`placed`: MB per host
+/// cell for each guest cell).
+fn merge_accesses(cells: &[CellAccess], placed: &[Vec<f64>]) -> Vec<CellAccess> {
+    let total: f64 = cells.iter().map(|c| c.vcpus).sum::<f64>().max(1e-12);
+    let n = cells[0].cpu_share.len();
+    let mut cpu = vec![0.0; n];
+    for c in cells {
+        for (acc, share) in cpu.iter_mut().zip(&c.cpu_share) {
+            *acc += c.vcpus / total * share;
+        }
+    }
+    let mut mem: Vec<f64> = (0..n).map(|i| placed.iter().map(|p| p[i]).sum()).collect();
+    let sum: f64 = mem.iter().sum();
+    if sum > 0.0 {
+        mem.iter_mut().for_each(|m| *m /= sum);
+    }
+    vec![CellAccess {
+        vcpus: total,
+        cpu_share: cpu,
+        mem_share: mem,
+    }]
 }
 
 #[cfg(test)]

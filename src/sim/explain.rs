@@ -1,15 +1,17 @@
 //! Why a guest landed where it did, or why no host took it: every host of
-//! the fleet checked for the arriving guest, in the order the strategy
-//! tries them, with the first reason each one fails on, then the reasons
-//! aggregated the way a person reads them ("no cell with 6 free pCPUs on 37
-//! hosts; too little free memory on 12"). The model is the per-plugin
-//! report of the kube-scheduler-simulator. Reasons are worked out from the
-//! hosts' cells without changing anything.
+//! the fleet checked for the arriving guest with the scheduler's own host
+//! check ([`Simulation::check_host`]), in the order the strategy tries
+//! them, each with its verdict, then the refusals grouped by reason. The
+//! model is the per-plugin report of the kube-scheduler-simulator.
+//! Verdicts are values; `report::words` turns them into sentences.
 
 use super::engine::Simulation;
+use super::fleet::SimHost;
+use super::policy::{GuestView, Verdict};
+use super::refusal::{CellShort, FitShortfall, Refusal, group};
 use crate::fit::host::{HostCell, HostTopology};
-use crate::request::{CpuPolicy, GuestCell, GuestTopology};
-use std::collections::BTreeMap;
+use crate::request::{CpuPolicy, GuestCell, GuestTopology, RequestError};
+use crate::trace::TraceRow;
 
 /// One host's verdict.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,10 +20,32 @@ pub struct HostVerdict {
     pub name: String,
     /// Free RAM (MB) as the spread/pack weigher sees it.
     pub free_ram_mb: i64,
-    /// `None`: the host passes (the fit found cells); `Some`: why not.
-    pub failure: Option<String>,
+    /// `None`: the host passes; `Some`: why not.
+    pub failure: Option<Refusal>,
     /// Host cells the guest's cells would get (passing NUMA guests).
     pub cells: Vec<i64>,
+}
+
+impl HostVerdict {
+    pub(crate) fn new(host: usize, h: &SimHost, verdict: Verdict) -> HostVerdict {
+        let (failure, cells) = match verdict {
+            Ok(binding) => (
+                None,
+                binding
+                    .fitted()
+                    .map(|f| f.cells.iter().map(|c| c.id).collect())
+                    .unwrap_or_default(),
+            ),
+            Err(r) => (Some(r), Vec::new()),
+        };
+        HostVerdict {
+            host,
+            name: h.name.clone(),
+            free_ram_mb: h.free_ram(),
+            failure,
+            cells,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,76 +61,127 @@ pub struct Explanation {
 }
 
 impl Explanation {
+    pub(crate) fn new(
+        sim: &Simulation,
+        guest: &GuestView,
+        verdicts: Vec<HostVerdict>,
+    ) -> Explanation {
+        let request = guest.numa_request(&*sim.config.policy);
+        Explanation {
+            guest: guest.row.id.clone(),
+            flavor: guest.flavor.name.clone(),
+            vcpus: guest.vcpus,
+            memory_mb: guest.memory_mb,
+            numa_cells: request.map_or(0, |t: &GuestTopology| t.cells.len()),
+            strategy: sim.config.strategy.as_str().to_string(),
+            verdicts,
+        }
+    }
+
+    /// An invalid request: every host refuses it for that reason.
+    pub(crate) fn invalid(sim: &Simulation, row: &TraceRow, e: RequestError) -> Explanation {
+        let flavor = &sim.catalog().flavors[row.flavor];
+        Explanation {
+            guest: row.id.clone(),
+            flavor: flavor.name.clone(),
+            vcpus: flavor.vcpus,
+            memory_mb: flavor.memory_mb,
+            numa_cells: 0,
+            strategy: sim.config.strategy.as_str().to_string(),
+            verdicts: sim
+                .host_order()
+                .map(|i| {
+                    HostVerdict::new(i, &sim.hosts[i], Err(Refusal::InvalidRequest(e.clone())))
+                })
+                .collect(),
+        }
+    }
+
     pub fn passing(&self) -> impl Iterator<Item = &HostVerdict> {
         self.verdicts.iter().filter(|v| v.failure.is_none())
     }
 
-    /// "reason on N hosts; reason on M hosts", most frequent first.
-    pub fn summary(&self) -> String {
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for v in &self.verdicts {
-            if let Some(f) = &v.failure {
-                *counts.entry(f.as_str()).or_default() += 1;
-            }
-        }
-        let mut list: Vec<(&str, usize)> = counts.into_iter().collect();
-        list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        list.iter()
-            .map(|(r, n)| format!("{r} on {n} host{}", if *n == 1 { "" } else { "s" }))
-            .collect::<Vec<_>>()
-            .join("; ")
+    /// The refusals grouped by reason, with the number of hosts giving each.
+    pub fn refusals(&self) -> Vec<(Refusal, usize)> {
+        group(self.verdicts.iter().filter_map(|v| v.failure.clone()))
     }
 }
 
-/// Why one guest cell fits on no host cell: the reason shared by the most
-/// host cells, in words with the amounts asked.
-fn cell_reason(
+/// Why Nova's fit found no cells for `guest` on `host`: the first guest
+/// cell that fits on no host cell, with what most host cells lack (ties:
+/// what Nova checks first), or else that the cells do not fit together.
+pub fn fit_shortfall(
+    host: &HostTopology,
+    guest: &GuestTopology,
+    cpu_ratio: f64,
+    check_memory: bool,
+) -> FitShortfall {
+    guest
+        .cells
+        .iter()
+        .enumerate()
+        .find_map(|(i, g)| {
+            cell_short(host, g, cpu_ratio, check_memory).map(|short| FitShortfall::Cell {
+                guest_cell: i,
+                short,
+            })
+        })
+        .unwrap_or(FitShortfall::NotTogether)
+}
+
+/// What most host cells lack for guest cell `g` (ties: what Nova checks
+/// first); `None` if some host cell has it all.
+fn cell_short(
     host: &HostTopology,
     g: &GuestCell,
     ratio: f64,
     check_memory: bool,
-) -> Option<String> {
-    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+) -> Option<CellShort> {
+    let mut counts: Vec<(CellShort, usize)> = Vec::new();
     for h in &host.cells {
-        match why_not(h, g, ratio, check_memory) {
-            None => return None,
-            Some(r) => *reasons.entry(r).or_default() += 1,
+        let short = why_not(h, g, ratio, check_memory)?;
+        match counts.iter_mut().find(|(s, _)| *s == short) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((short, 1)),
         }
     }
-    reasons
+    // Most host cells first; ties go to what Nova checks first.
+    counts
         .into_iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        .map(|(r, _)| r)
+        .min_by_key(|(s, n)| (std::cmp::Reverse(*n), s.check_order()))
+        .map(|(s, _)| s)
 }
 
-fn why_not(h: &HostCell, g: &GuestCell, ratio: f64, check_memory: bool) -> Option<String> {
+/// The first thing (in Nova's check order) host cell `h` lacks for guest cell `g`.
+fn why_not(h: &HostCell, g: &GuestCell, ratio: f64, check_memory: bool) -> Option<CellShort> {
     let pins = CpuPolicy::pins(g.cpu_policy);
     let reserved = g.cpuset_reserved.as_ref().map_or(0, |r| r.len());
     if pins && h.avail_pcpus() < g.pcpuset.len() + reserved {
-        return Some(format!(
-            "no cell with {} free pCPUs",
-            g.pcpuset.len() + reserved
-        ));
+        return Some(CellShort::Pcpus {
+            asked: g.pcpuset.len() + reserved,
+        });
     }
     if CpuPolicy::floats(g.cpu_policy) && !g.cpuset.is_empty() {
         if g.cpuset.len() > h.cpuset().len() {
-            return Some(format!("no cell with {} shared CPUs", g.cpuset.len()));
+            return Some(CellShort::SharedCpus {
+                asked: g.cpuset.len(),
+            });
         }
         let used = (h.cpu_usage + g.cpuset.len() as i64) as f64;
         if used > h.cpuset().len() as f64 * ratio {
-            return Some(format!(
-                "no cell with room for {} more vCPUs at cpu_allocation_ratio {ratio}",
-                g.cpuset.len()
-            ));
+            return Some(CellShort::CpuRatio {
+                asked: g.cpuset.len(),
+                ratio,
+            });
         }
     }
     match g.pagesize {
         Some(size) if size > 0 => {
             if h.can_fit_pagesize(size, g.memory_mb * 1024, true) != Some(true) {
-                return Some(format!(
-                    "no cell with {} MB free in {} KiB pages",
-                    g.memory_mb, size
-                ));
+                return Some(CellShort::PageMemory {
+                    asked_mb: g.memory_mb,
+                    page_kb: size,
+                });
             }
         }
         Some(s) if s < 0 && s != crate::request::MEMPAGES_SMALL => {
@@ -116,80 +191,18 @@ fn why_not(h: &HostCell, g: &GuestCell, ratio: f64, check_memory: bool) -> Optio
                 .filter(|p| p.size_kb > 4 || s == crate::request::MEMPAGES_ANY)
                 .any(|p| h.can_fit_pagesize(p.size_kb, g.memory_mb * 1024, true) == Some(true));
             if !any {
-                return Some(format!(
-                    "no cell with {} MB free in large pages",
-                    g.memory_mb
-                ));
+                return Some(CellShort::LargePageMemory {
+                    asked_mb: g.memory_mb,
+                });
             }
         }
         _ => {
             if check_memory && h.avail_memory() < g.memory_mb {
-                return Some(format!("no cell with {} MB free memory", g.memory_mb));
+                return Some(CellShort::Memory {
+                    asked_mb: g.memory_mb,
+                });
             }
         }
     }
     None
-}
-
-impl Simulation {
-    /// Every host's verdict for `row` arriving now; changes nothing.
-    pub fn explain(&mut self, row: &crate::trace::TraceRow) -> Explanation {
-        let flavor = self.catalog().flavors[row.flavor].clone();
-        let request = self.request_for_explain(row);
-        let (request, invalid) = match request {
-            Ok(r) => (r, None),
-            Err(e) => (None, Some(e)),
-        };
-        let vcpus = request.as_ref().map_or(flavor.vcpus, |t| {
-            t.cells.iter().map(|c| c.cpuset.len() as i64).sum()
-        });
-        let mut verdicts = Vec::new();
-        for i in self.host_order() {
-            let h = &self.hosts[i];
-            let mut v = HostVerdict {
-                host: i,
-                name: h.name.clone(),
-                free_ram_mb: h.free_ram(),
-                failure: None,
-                cells: Vec::new(),
-            };
-            if let Some(e) = &invalid {
-                v.failure = Some(format!("invalid request: {e}"));
-            } else if let Some(reason) =
-                self.host_level_reason(i, vcpus, flavor.memory_mb, request.is_some(), row.flavor)
-            {
-                v.failure = Some(reason);
-            } else if let Some(t) = &request {
-                match self.fit_for_explain(i, t) {
-                    Some(f) => v.cells = f.cells.iter().map(|c| c.id).collect(),
-                    None => {
-                        let ratio = self
-                            .limits_for(i)
-                            .map_or(f64::INFINITY, |l| l.cpu_allocation_ratio);
-                        let check_memory = self.checks_cell_memory();
-                        let reason = t
-                            .cells
-                            .iter()
-                            .find_map(|g| cell_reason(&self.hosts[i].topo, g, ratio, check_memory))
-                            .unwrap_or_else(|| {
-                                "cells fit one by one but not together (distinct cells, thread policy or page size)".into()
-                            });
-                        v.failure = Some(reason);
-                    }
-                }
-            }
-            verdicts.push(v);
-        }
-        Explanation {
-            guest: row.id.clone(),
-            flavor: flavor.name,
-            vcpus,
-            memory_mb: flavor.memory_mb,
-            numa_cells: request
-                .as_ref()
-                .map_or(0, |t: &GuestTopology| t.cells.len()),
-            strategy: self.config.strategy.as_str().to_string(),
-            verdicts,
-        }
-    }
 }

@@ -1,7 +1,8 @@
 //! The metrics observer: counts, time-weighted utilisation over the
 //! measured window, per-guest costs, and a time series.
 
-use super::engine::{Decision, GuestCost, Observer, Simulation};
+use super::cost::GuestCost;
+use super::engine::{Decision, Observer, Simulation};
 use crate::trace::TraceRow;
 use std::collections::BTreeMap;
 
@@ -92,16 +93,17 @@ pub struct MetricsCollector {
     next_sample: f64,
     pub samples: Vec<Sample>,
     /// Rejected and killed guests with the reason, when asked for.
-    pub rejections: Option<Vec<Rejection>>,
+    pub rejections: Option<Vec<RejectedGuest>>,
 }
 
 /// A guest refused (or killed at placement) in the measured window, and why.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
+pub struct RejectedGuest {
     pub guest: String,
     pub arrival_s: f64,
-    pub flavor: String,
-    pub reason: String,
+    /// Catalog index of its flavor.
+    pub flavor: usize,
+    pub why: super::refusal::Rejection,
 }
 
 impl MetricsCollector {
@@ -115,7 +117,7 @@ impl MetricsCollector {
             last_t: warmup,
             last: [0.0; 6],
             area: [0.0; 6],
-            migrate_mb_per_s: sim.config.rebalancing.migrate_mb_per_s,
+            migrate_mb_per_s: sim.config.migrate_mb_per_s,
             metrics: RunMetrics::default(),
             remote_sum: 0.0,
             latency_sum: 0.0,
@@ -244,16 +246,16 @@ impl Observer for MetricsCollector {
         self.rejections.is_some()
     }
 
-    fn rejection_reason(&mut self, t: f64, row: &TraceRow, flavor: &str, reason: &str) {
+    fn rejection(&mut self, t: f64, row: &TraceRow, why: &super::refusal::Rejection) {
         if !self.measured(t) {
             return;
         }
         if let Some(list) = &mut self.rejections {
-            list.push(Rejection {
+            list.push(RejectedGuest {
                 guest: row.id.clone(),
                 arrival_s: t,
-                flavor: flavor.to_string(),
-                reason: reason.to_string(),
+                flavor: row.flavor,
+                why: why.clone(),
             });
         }
     }

@@ -1,17 +1,23 @@
-//! The discrete-event simulator: fleet state, scheduler, event loop.
+//! The discrete-event simulator: fleet state, scheduler, event loop, and
+//! the placement policies behind one interface (`policy`).
 //!
 //! The core takes values (hosts, a catalog, a stream of trace rows) and
-//! reports what happens to an [`Observer`]; it never touches files.
+//! reports what happens to an [`Observer`]; it never touches files and
+//! never builds sentences.
 
+pub mod binding;
 pub mod cost;
 pub mod engine;
 pub mod explain;
 pub mod fleet;
 pub mod memory;
 pub mod metrics;
+pub mod policy;
 pub mod queue;
-pub mod rebalance;
+pub mod refusal;
 
-pub use engine::{
-    Decision, GuestCost, HostCheck, Observer, SimConfig, SimError, Simulation, Strategy,
-};
+pub use binding::{Binding, ManualTuning};
+pub use cost::GuestCost;
+pub use engine::{Decision, HostCheck, Observer, SimConfig, SimError, Simulation, Strategy};
+pub use policy::{PlacementPolicy, Registry};
+pub use refusal::{Refusal, Rejection};

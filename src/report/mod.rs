@@ -1,0 +1,3 @@
+//! The edge that turns results into words, tables, files and charts.
+
+pub mod words;

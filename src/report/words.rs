@@ -1,0 +1,112 @@
+//! Sentences made from the simulator's values: refusals, rejections and
+//! bindings, as `explain`, `rejections.csv` and the terminal show them.
+//! The core returns values; this is the one place that words them.
+
+use crate::sim::binding::Binding;
+use crate::sim::fleet::HostModel;
+use crate::sim::refusal::{CellShort, FitShortfall, Refusal, Rejection};
+use std::fmt;
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Generic words, so that hosts aggregate; per-host amounts are in the host list.
+        match self {
+            Refusal::InvalidRequest(e) => write!(f, "invalid request: {e}"),
+            Refusal::HostVcpus { asked, ratio, .. } => {
+                write!(
+                    f,
+                    "no room for {asked} more vCPUs at cpu_allocation_ratio {ratio}"
+                )
+            }
+            Refusal::HostMemory {
+                asked_mb, ratio, ..
+            } => write!(
+                f,
+                "no room for {asked_mb} MB more at ram_allocation_ratio {ratio}"
+            ),
+            Refusal::NoNodeWithMemory { binding, .. } => {
+                write!(f, "no node with room for the guest's memory ({binding})")
+            }
+            Refusal::MissingNodes { nodeset } => {
+                write!(f, "no NUMA nodes {nodeset:?} (manual nodeset)")
+            }
+            Refusal::NoFit(FitShortfall::Unexplained) => write!(f, "no fitting host cells"),
+            Refusal::NoFit(FitShortfall::NotTogether) => write!(
+                f,
+                "cells fit one by one but not together (distinct cells, thread policy or page size)"
+            ),
+            Refusal::NoFit(FitShortfall::Cell { short, .. }) => write!(f, "{short}"),
+        }
+    }
+}
+
+impl fmt::Display for CellShort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CellShort::Pcpus { asked } => write!(f, "no cell with {asked} free pCPUs"),
+            CellShort::SharedCpus { asked } => write!(f, "no cell with {asked} shared CPUs"),
+            CellShort::CpuRatio { asked, ratio } => write!(
+                f,
+                "no cell with room for {asked} more vCPUs at cpu_allocation_ratio {ratio}"
+            ),
+            CellShort::PageMemory { asked_mb, page_kb } => {
+                write!(f, "no cell with {asked_mb} MB free in {page_kb} KiB pages")
+            }
+            CellShort::LargePageMemory { asked_mb } => {
+                write!(f, "no cell with {asked_mb} MB free in large pages")
+            }
+            CellShort::Memory { asked_mb } => write!(f, "no cell with {asked_mb} MB free memory"),
+        }
+    }
+}
+
+/// "reason on N hosts; reason on M hosts", most frequent first (ties: by words).
+pub fn refusals(groups: &[(Refusal, usize)]) -> String {
+    let mut list: Vec<(String, usize)> = groups.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    list.iter()
+        .map(|(r, n)| format!("{r} on {n} host{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why a guest was not placed, in one line; `host_name` names hosts by index.
+pub fn rejection<'a>(why: &Rejection, host_name: impl Fn(usize) -> &'a str) -> String {
+    match why {
+        Rejection::InvalidRequest(e) => format!("invalid request: {e}"),
+        Rejection::NoHost(groups) => refusals(groups),
+        Rejection::OomKilledAtStart { host, mode } => format!(
+            "placed on {}, then OOM-killed: its pages did not fit its nodes ({} mode)",
+            host_name(*host),
+            mode.as_str()
+        ),
+    }
+}
+
+/// Where a plain guest runs under policy `policy`, in words; `None` for
+/// guests Nova's fit placed (their cells say it).
+pub fn binding(policy: &str, binding: &Binding, model: &HostModel) -> Option<String> {
+    let what = match policy {
+        "numad" => "numad's advice",
+        "manual" => "the flavor's numatune",
+        "cpuset-auto" => "cpuset=auto",
+        "autonuma" => "automatic NUMA balancing",
+        "nova" | "closest" | "float" => "no binding",
+        other => other,
+    };
+    Some(match binding {
+        Binding::Cells(_) => return None,
+        Binding::Numatune { tuning, .. } => format!(
+            "{what}: vCPUs and memory ({}) on host nodes {:?}",
+            tuning.mode.as_str(),
+            tuning.nodeset
+        ),
+        Binding::Node(node) => format!(
+            "{what}: vCPUs on host node {}, pages following",
+            model.cell_ids[*node]
+        ),
+        Binding::Float => {
+            format!("{what}: vCPUs float over all host nodes, pages where they run")
+        }
+    })
+}
