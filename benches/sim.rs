@@ -6,7 +6,7 @@
 //!     cargo bench --bench sim
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use numasim::run::{Overrides, prepare};
+use numasim::experiment::run::{Overrides, prepare};
 use std::hint::black_box;
 
 fn event_loop(c: &mut Criterion) {

@@ -184,11 +184,14 @@ impl Backend for OffByOne {
     }
 }
 
-fn validation_workload() -> (numasim::trace::Catalog, Vec<numasim::trace::TraceRow>) {
+fn validation_workload() -> (
+    numasim::workload::trace::Catalog,
+    Vec<numasim::workload::trace::TraceRow>,
+) {
     let flavors = std::fs::read("traces/libvirt-validate-flavors.csv").unwrap();
-    let catalog = numasim::trace::read_catalog(flavors.as_slice()).unwrap();
+    let catalog = numasim::workload::trace::read_catalog(flavors.as_slice()).unwrap();
     let trace = std::fs::read("traces/libvirt-validate.csv").unwrap();
-    let rows = numasim::trace::TraceReader::new(trace.as_slice(), &catalog, false)
+    let rows = numasim::workload::trace::TraceReader::new(trace.as_slice(), &catalog, false)
         .unwrap()
         .map(Result::unwrap)
         .collect();

@@ -4,7 +4,7 @@ use crate::common::{data, numasim, stderr, stdout};
 use numasim::sim::fleet::fleet_from_json;
 use numasim::sim::memory::MemoryMode;
 use numasim::sim::{Decision, HostCheck, Observer, SimConfig, Simulation, Strategy};
-use numasim::trace::{Catalog, TraceReader, TraceRow, read_catalog};
+use numasim::workload::trace::{Catalog, TraceReader, TraceRow, read_catalog};
 use std::path::Path;
 
 /// One host, two cells of 4 CPUs and 4096 MB, SLIT 10/21.
@@ -471,11 +471,12 @@ fn floating_guests_follow_their_cpus_and_free_on_departure() {
 
 #[test]
 fn accounting_holds_after_every_event_of_the_quickstart() {
-    let ov = numasim::run::Overrides {
+    let ov = numasim::experiment::run::Overrides {
         seed: Some(2),
         ..Default::default()
     };
-    let prepared = numasim::run::prepare(Path::new("scenarios/quickstart.toml"), &ov).unwrap();
+    let prepared =
+        numasim::experiment::run::prepare(Path::new("scenarios/quickstart.toml"), &ov).unwrap();
     for p in 0..prepared.scenario.policies.len() {
         // run_one checks accounting at the end; here after every event too.
         let r = prepared.run_one(p, 2).unwrap();
@@ -508,7 +509,7 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
         .iter()
         .map(|(n, w)| (*w, catalog.position(n).unwrap()))
         .collect();
-    let stream = numasim::scenario::SyntheticStream::new(
+    let stream = numasim::experiment::scenario::SyntheticStream::new(
         &syn,
         2,
         mix,
@@ -815,7 +816,7 @@ mod index_vs_scan {
     use numasim::request::{ImageProps, numa_get_constraints};
     use numasim::sim::fleet::{SimHost, fleet_from_json};
     use numasim::sim::{Decision, HostCheck, Observer, SimConfig, Simulation, Strategy};
-    use numasim::trace::{TraceReader, TraceRow, read_catalog};
+    use numasim::workload::trace::{TraceReader, TraceRow, read_catalog};
     use proptest::prelude::*;
 
     const FLAVORS: &str = "name,vcpus,memory_mb,extra_specs\ns,1,1024,\nm,2,3072,\nn,2,2048,hw:numa_nodes=1\nd,2,2048,hw:cpu_policy=dedicated\nw,4,4096,hw:numa_nodes=2\n";
@@ -865,7 +866,7 @@ mod index_vs_scan {
         hosts: &mut [SimHost],
         rows: &[TraceRow],
         strategy: Strategy,
-        catalog: &numasim::trace::Catalog,
+        catalog: &numasim::workload::trace::Catalog,
     ) -> Vec<Option<usize>> {
         use rand::{RngExt, SeedableRng};
         // The engine's seeded pick for `random`, over every passing host in fleet order.
@@ -1048,7 +1049,7 @@ mod no_panic {
         #![proptest_config(ProptestConfig::with_cases(300))]
         #[test]
         fn scenario_parser(text in ".{0,300}") {
-            let _ = numasim::scenario::Scenario::parse(&text);
+            let _ = numasim::experiment::scenario::Scenario::parse(&text);
         }
 
         #[test]
@@ -1059,18 +1060,18 @@ mod no_panic {
             let end = (at + cut).min(base.len());
             let end = (end..=base.len()).find(|i| base.is_char_boundary(*i)).unwrap_or(base.len());
             let text = format!("{}{}{}", &base[..at], insert, &base[end..]);
-            let _ = numasim::scenario::Scenario::parse(&text);
+            let _ = numasim::experiment::scenario::Scenario::parse(&text);
         }
 
         #[test]
         fn trace_and_catalog_readers(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-            if let Ok(catalog) = numasim::trace::read_catalog(&bytes[..]) {
+            if let Ok(catalog) = numasim::workload::trace::read_catalog(&bytes[..]) {
                 let _ = catalog.flavors.len();
             }
-            let catalog = numasim::trace::read_catalog("name,vcpus,memory_mb,extra_specs\ns,1,1024,\n".as_bytes()).unwrap();
+            let catalog = numasim::workload::trace::read_catalog("name,vcpus,memory_mb,extra_specs\ns,1,1024,\n".as_bytes()).unwrap();
             let mut text = b"id,arrival_s,departure_s,flavor\n".to_vec();
             text.extend_from_slice(&bytes);
-            if let Ok(reader) = numasim::trace::TraceReader::new(&text[..], &catalog, false) {
+            if let Ok(reader) = numasim::workload::trace::TraceReader::new(&text[..], &catalog, false) {
                 for row in reader.take(50) {
                     let _ = row;
                 }

@@ -1,7 +1,7 @@
 //! Host model and importers against real captures.
 
 use crate::common::{data, numasim, shared, stderr, stdout};
-use numasim::load::load_host;
+use numasim::experiment::load::load_host;
 use numasim::topology::{DistanceSource, Host};
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -2,8 +2,8 @@
 //! synthetic twins of traces.
 
 use crate::common::{data, numasim, shared, stderr, stdout};
-use numasim::scenario::SyntheticStream;
-use numasim::trace::{TraceReader, read_catalog};
+use numasim::experiment::scenario::SyntheticStream;
+use numasim::workload::trace::{TraceReader, read_catalog};
 use std::path::Path;
 
 fn s(p: &Path) -> &str {
@@ -219,7 +219,7 @@ numa_aware_guests = true
 }
 
 /// Mean inter-arrival rate and mean lifetime of a row stream.
-fn rate_and_life(rows: &[numasim::trace::TraceRow]) -> (f64, f64) {
+fn rate_and_life(rows: &[numasim::workload::trace::TraceRow]) -> (f64, f64) {
     let span = rows.last().unwrap().arrival_s - rows[0].arrival_s;
     let rate = (rows.len() - 1) as f64 / span * 3600.0;
     let lives: Vec<f64> = rows
@@ -236,7 +236,7 @@ fn twin_matches(trace_text: &str, flavors_text: &str, load: f64) -> String {
         .map(Result::unwrap)
         .collect();
     let (rate, life) = rate_and_life(&source);
-    let twin = numasim::twin::fit(
+    let twin = numasim::workload::twin::fit(
         source.iter().cloned().map(Ok),
         &catalog,
         load,

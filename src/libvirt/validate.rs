@@ -11,7 +11,7 @@ use crate::fit::{FitOptions, HostTopology, apply_usage, fit_instance_to_host};
 use crate::request::{GuestTopology, ImageProps, numa_get_constraints};
 use crate::sim::memory::MemoryMode;
 use crate::topology::Host;
-use crate::trace::{Catalog, TraceRow};
+use crate::workload::trace::{Catalog, TraceRow};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 

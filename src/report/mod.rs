@@ -1,3 +1,10 @@
-//! The edge that turns results into words, tables, files and charts.
+//! The edge that turns results into words, tables, files and charts:
+//! sentences from the core's values, baseline checks, statistics, charts,
+//! and the replay writer.
 
+pub mod check;
+pub mod plot;
+pub mod replay;
+pub mod stats;
+pub mod sweep_plots;
 pub mod words;

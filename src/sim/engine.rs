@@ -20,7 +20,7 @@ use super::policy::{
 use super::refusal::{Refusal, Rejection};
 use crate::fit::{FitError, FitOptions, Limits, Mode, apply_usage};
 use crate::request::{GuestTopology, ImageProps, RequestError, numa_get_constraints};
-use crate::trace::{Catalog, TraceRow};
+use crate::workload::trace::{Catalog, TraceRow};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeSet, HashMap};
@@ -185,7 +185,7 @@ pub struct Rebalanced {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("trace: {0}")]
-    Trace(#[from] crate::trace::CsvError),
+    Trace(#[from] crate::workload::trace::CsvError),
     #[error("fit engine: {0}")]
     Fit(#[from] FitError),
     #[error("usage accounting on host {host}: {source}")]
@@ -442,7 +442,7 @@ impl Simulation {
     /// Runs a whole trace, then the departures left.
     pub fn run(
         &mut self,
-        rows: impl Iterator<Item = Result<TraceRow, crate::trace::CsvError>>,
+        rows: impl Iterator<Item = Result<TraceRow, crate::workload::trace::CsvError>>,
         obs: &mut dyn Observer,
     ) -> Result<(), SimError> {
         self.run_arrivals(rows, obs)?;
@@ -452,7 +452,7 @@ impl Simulation {
     /// Runs every arrival of the trace (and the departures due before the last one).
     pub fn run_arrivals(
         &mut self,
-        rows: impl Iterator<Item = Result<TraceRow, crate::trace::CsvError>>,
+        rows: impl Iterator<Item = Result<TraceRow, crate::workload::trace::CsvError>>,
         obs: &mut dyn Observer,
     ) -> Result<(), SimError> {
         for row in rows {

@@ -3,7 +3,7 @@
 
 use super::cost::GuestCost;
 use super::engine::{Decision, Observer, Simulation};
-use crate::trace::TraceRow;
+use crate::workload::trace::TraceRow;
 use std::collections::BTreeMap;
 
 /// What one run measured. Means are time-weighted over `[warmup, end]`.

@@ -5,10 +5,10 @@
 //! rate it gives on the scenario's own fleet, so shrinking the fleet raises
 //! the load instead of shrinking the workload with it.
 
-use crate::run::{self, Overrides, RunError};
-use crate::scenario::Scenario;
+use crate::experiment::run::{self, Overrides, RunError};
+use crate::experiment::scenario::Scenario;
+use crate::report::stats::{MeanCi, mean_ci95};
 use crate::sim::metrics::RunMetrics;
-use crate::stats::{MeanCi, mean_ci95};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use numasim::load;
+use numasim::experiment::load;
 use numasim::topology::import::Format;
 use numasim::topology::{presets, render, wire};
 use std::path::PathBuf;
@@ -175,7 +175,7 @@ enum TraceCmd {
     /// Convert a public trace into the native trace CSV (and its flavors).
     Convert {
         #[arg(long, value_enum)]
-        from: numasim::convert::Format,
+        from: numasim::workload::convert::Format,
         /// The source file (for azure-packing-2020, the SQLite database).
         input: PathBuf,
         #[arg(short, long)]
@@ -504,7 +504,7 @@ fn replay(a: ReplayArgs) -> Result<i32> {
     use numasim::sim::{SimConfig, Simulation};
     let hosts = numasim::sim::fleet::fleet_from_json(&read_text(&a.fleet)?)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.fleet.display()))?;
-    let catalog = numasim::trace::read_catalog(open(&a.flavors)?)
+    let catalog = numasim::workload::trace::read_catalog(open(&a.flavors)?)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.flavors.display()))?;
     let limits_json: serde_json::Value =
         serde_json::from_str(&a.limits).map_err(|e| anyhow::anyhow!("--limits: {e}; expected JSON such as {{\"cpu_allocation_ratio\": 16.0, \"ram_allocation_ratio\": 1.5}} or null"))?;
@@ -520,9 +520,10 @@ fn replay(a: ReplayArgs) -> Result<i32> {
     let tmp = a.out.with_extension("jsonl.tmp");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    let mut writer = numasim::replay::ReplayWriter::new(std::io::BufWriter::new(file));
-    let mut rows = numasim::trace::TraceReader::new(open(&a.trace)?, &catalog, a.skip_bad_rows)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.trace.display()))?;
+    let mut writer = numasim::report::replay::ReplayWriter::new(std::io::BufWriter::new(file));
+    let mut rows =
+        numasim::workload::trace::TraceReader::new(open(&a.trace)?, &catalog, a.skip_bad_rows)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.trace.display()))?;
     let start = std::time::Instant::now();
     let result = sim.run(&mut rows, &mut writer);
     let wall = start.elapsed().as_secs_f64();
@@ -594,7 +595,7 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 }
 
 fn run_scenario(a: RunArgs) -> Result<i32> {
-    use numasim::run;
+    use numasim::experiment::run;
     let ov = run::Overrides {
         trace: a.trace,
         flavors: a.flavors,
@@ -669,7 +670,7 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
 }
 
 fn sweep(a: SweepArgs) -> Result<i32> {
-    use numasim::sweep::{self, Sweep};
+    use numasim::experiment::sweep::{self, Sweep};
     let shard = a.shard.as_deref().map(sweep::parse_shard).transpose()?;
     let sw = Sweep::load(&a.sweep)?;
     let out = a
@@ -736,7 +737,7 @@ fn capacity(
     out: Option<PathBuf>,
     threads: Option<usize>,
 ) -> Result<i32> {
-    use numasim::capacity::{self, Target};
+    use numasim::experiment::capacity::{self, Target};
     let targets = targets
         .iter()
         .map(|t| Target::parse(t))
@@ -775,10 +776,10 @@ fn bench(
     policy: Option<String>,
     record: Option<PathBuf>,
 ) -> Result<i32> {
-    use numasim::bench;
+    use numasim::experiment::bench;
     let hosts = if hosts.is_empty() {
         vec![
-            numasim::run::prepare(&scenario, &Default::default())?
+            numasim::experiment::run::prepare(&scenario, &Default::default())?
                 .hosts
                 .len(),
         ]
@@ -831,7 +832,7 @@ fn explain(
     seed: Option<u64>,
     show: usize,
 ) -> Result<i32> {
-    let prepared = numasim::run::prepare(&scenario, &Default::default())?;
+    let prepared = numasim::experiment::run::prepare(&scenario, &Default::default())?;
     let names: Vec<String> = prepared
         .scenario
         .policies
@@ -898,7 +899,7 @@ fn explain(
 }
 
 fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> Result<i32> {
-    use numasim::sweep;
+    use numasim::experiment::sweep;
     let (manifest, records) = sweep::merge_records(&dirs)?;
     std::fs::create_dir_all(out.join("runs"))
         .with_context(|| format!("{}: cannot create", out.display()))?;
@@ -925,7 +926,7 @@ fn check(
     tolerances: Vec<String>,
     junit: Option<PathBuf>,
 ) -> Result<i32> {
-    use numasim::check;
+    use numasim::report::check;
     let mut tol = std::collections::BTreeMap::new();
     for t in &tolerances {
         let (metric, spec) = t.split_once('=').ok_or_else(|| {
@@ -1065,23 +1066,24 @@ fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
         };
         let f = std::fs::File::open(flavors)
             .with_context(|| format!("{}: cannot open", flavors.display()))?;
-        let catalog = numasim::trace::read_catalog(std::io::BufReader::new(f))
+        let catalog = numasim::workload::trace::read_catalog(std::io::BufReader::new(f))
             .map_err(|e| anyhow::anyhow!("{}: {e}", flavors.display()))?;
         let f = std::fs::File::open(&a.input)
             .with_context(|| format!("{}: cannot open", a.input.display()))?;
-        let reader = numasim::trace::TraceReader::new(std::io::BufReader::new(f), &catalog, false)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
+        let reader =
+            numasim::workload::trace::TraceReader::new(std::io::BufReader::new(f), &catalog, false)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
         let mut rows = Vec::new();
         for row in reader.take(a.limit) {
             rows.push(row.map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?);
         }
         (catalog, rows)
     } else {
-        let ov = numasim::run::Overrides {
+        let ov = numasim::experiment::run::Overrides {
             flavors: a.flavors.clone(),
             ..Default::default()
         };
-        let prepared = numasim::run::prepare(&a.input, &ov)?;
+        let prepared = numasim::experiment::run::prepare(&a.input, &ov)?;
         let seed = prepared.scenario.seeds.first().copied().unwrap_or(1);
         if a.memory_mode.is_none()
             && let Some(p) = prepared.scenario.policies.first()
@@ -1273,11 +1275,11 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
             format,
             plot,
         } => {
-            let catalog = numasim::trace::read_catalog(open(&flavors)?)
+            let catalog = numasim::workload::trace::read_catalog(open(&flavors)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", flavors.display()))?;
-            let rows = numasim::trace::TraceReader::new(open(&trace)?, &catalog, false)
+            let rows = numasim::workload::trace::TraceReader::new(open(&trace)?, &catalog, false)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", trace.display()))?;
-            let s = numasim::tracestats::stats(rows, &catalog)
+            let s = numasim::workload::stats::stats(rows, &catalog)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", trace.display()))?;
             let model = match &host {
                 Some(h) => {
@@ -1293,7 +1295,7 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
             match format {
                 ShowFormat::Text => print!(
                     "{}",
-                    numasim::tracestats::text(
+                    numasim::workload::stats::text(
                         &s,
                         model.as_ref().map(|(n, c, m)| (n.as_str(), *c, *m))
                     )
@@ -1304,7 +1306,7 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
                 let name = trace
                     .file_stem()
                     .map_or("trace".into(), |f| f.to_string_lossy().to_string());
-                for p in numasim::tracestats::plot_demand(&s, &name, &base)? {
+                for p in numasim::workload::stats::plot_demand(&s, &name, &base)? {
                     eprintln!("{}", p.display());
                 }
             }
@@ -1323,18 +1325,18 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
             machine_cores,
             machine_memory_gb,
         } => {
-            let cuts = numasim::convert::Cuts {
+            let cuts = numasim::workload::convert::Cuts {
                 since,
                 until,
                 sample,
                 limit,
                 seed,
             };
-            let rules = numasim::convert::SizeRules {
+            let rules = numasim::workload::convert::SizeRules {
                 machine_cores,
                 machine_memory_gb,
             };
-            let converted = numasim::convert::convert(from, &input, &cuts, &rules)
+            let converted = numasim::workload::convert::convert(from, &input, &cuts, &rules)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
             write_atomically(&output, converted.trace_csv.as_bytes())?;
             write_atomically(&flavors_out, converted.flavors_csv.as_bytes())?;

@@ -3,7 +3,7 @@
 //! second, fit calls per second and peak memory. The figures go to
 //! `benches/results/` with the machine they ran on.
 
-use crate::run::{self, Overrides, RunError};
+use crate::experiment::run::{self, Overrides, RunError};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;

@@ -8,9 +8,9 @@
 //! separate machines and `merge` into the very bytes one run gives, because
 //! both assemble the CSVs from the same records with the same function.
 
-use crate::run::{self, Overrides, Prepared, RunError, RunResult};
-use crate::scenario::Scenario;
-use crate::stats::mean_ci95;
+use crate::experiment::run::{self, Overrides, Prepared, RunError, RunResult};
+use crate::experiment::scenario::Scenario;
+use crate::report::stats::mean_ci95;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -837,7 +837,7 @@ pub fn write_outputs(
         write_atomically(&p, text.as_bytes())?;
         written.push(p);
     }
-    written.extend(crate::sweep_plots::draw_all(
+    written.extend(crate::report::sweep_plots::draw_all(
         out,
         manifest,
         records,

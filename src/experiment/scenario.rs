@@ -8,7 +8,7 @@ use crate::sim::cost::Calibration;
 use crate::sim::memory::MemoryMode;
 use crate::sim::{HostCheck, Strategy};
 use crate::topology::synth::SynthSpec;
-use crate::trace::TraceRow;
+use crate::workload::trace::TraceRow;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
@@ -575,7 +575,7 @@ impl Scenario {
                     r.share
                 ));
             }
-            if let Err(m) = crate::trace::parse_pairs(&r.extra_specs) {
+            if let Err(m) = crate::workload::trace::parse_pairs(&r.extra_specs) {
                 return bad(format!("flavors.shapes[{i}].extra_specs: {m}"));
             }
         }
@@ -655,7 +655,7 @@ impl SyntheticStream {
 }
 
 impl Iterator for SyntheticStream {
-    type Item = Result<TraceRow, crate::trace::CsvError>;
+    type Item = Result<TraceRow, crate::workload::trace::CsvError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {

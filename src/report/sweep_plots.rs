@@ -4,9 +4,9 @@
 //! allocated over time and the CDF of per-guest latency factors at the
 //! largest x.
 
-use crate::plot::{Chart, Legend, Series, write_chart};
-use crate::stats::mean_ci95;
-use crate::sweep::{METRICS, Manifest, PlotSpec, RunRecord, SweepError};
+use crate::experiment::sweep::{METRICS, Manifest, PlotSpec, RunRecord, SweepError};
+use crate::report::plot::{Chart, Legend, Series, write_chart};
+use crate::report::stats::mean_ci95;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

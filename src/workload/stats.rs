@@ -5,7 +5,7 @@
 //! Streams the trace: memory grows with concurrent guests, not trace length.
 
 use crate::sim::engine::OrderedTime as Time;
-use crate::trace::{Catalog, CsvError, TraceRow};
+use crate::workload::trace::{Catalog, CsvError, TraceRow};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
@@ -163,8 +163,8 @@ pub fn plot_demand(
     s: &TraceStats,
     name: &str,
     base: &std::path::Path,
-) -> Result<Vec<std::path::PathBuf>, crate::plot::PlotError> {
-    use crate::plot::{Chart, Legend, Series, write_chart};
+) -> Result<Vec<std::path::PathBuf>, crate::report::plot::PlotError> {
+    use crate::report::plot::{Chart, Legend, Series, write_chart};
     let stem = base
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
@@ -285,7 +285,7 @@ pub fn text(s: &TraceStats, host: Option<(&str, i64, i64)>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{TraceReader, read_catalog};
+    use crate::workload::trace::{TraceReader, read_catalog};
 
     #[test]
     fn hand_computed_stats() {

@@ -65,7 +65,7 @@ fn register_font() {
         plotters::style::register_font(
             "sans-serif",
             FontStyle::Normal,
-            include_bytes!("../assets/fonts/DejaVuSans.ttf"),
+            include_bytes!("../../assets/fonts/DejaVuSans.ttf"),
         )
         .unwrap_or_else(|_| panic!("the bundled font is a valid TrueType file"));
     });

@@ -3,14 +3,14 @@
 //! `summary.csv` and `timeseries.csv`. This is the edge: it reads and
 //! writes files; the simulation itself happens in `sim`.
 
-use crate::load::load_host;
+use crate::experiment::load::load_host;
+use crate::experiment::scenario::{FleetEntry, Scenario, SyntheticStream};
 use crate::request::Flavor;
-use crate::scenario::{FleetEntry, Scenario, SyntheticStream};
 use crate::sim::fleet::{SimHost, host_model, sim_host_from_model};
 use crate::sim::metrics::{MetricsCollector, RunMetrics, Sample};
 use crate::sim::{SimConfig, Simulation};
 use crate::topology::{Host, parse_cpu_list, presets};
-use crate::trace::{Catalog, TraceReader, read_catalog};
+use crate::workload::trace::{Catalog, TraceReader, read_catalog};
 use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -212,13 +212,14 @@ pub fn prepare_scenario(
                 .list
                 .iter()
                 .map(|f| {
-                    let specs = crate::trace::parse_pairs(&f.extra_specs).map_err(|m| {
-                        RunError(format!(
-                            "{}: flavors.list `{}`: {m}",
-                            path.display(),
-                            f.name
-                        ))
-                    })?;
+                    let specs =
+                        crate::workload::trace::parse_pairs(&f.extra_specs).map_err(|m| {
+                            RunError(format!(
+                                "{}: flavors.list `{}`: {m}",
+                                path.display(),
+                                f.name
+                            ))
+                        })?;
                     Ok(Flavor {
                         name: f.name.clone(),
                         vcpus: f.vcpus,
@@ -288,7 +289,7 @@ pub fn prepare_scenario(
             .map_err(|e| RunError(format!("workload.twin.trace {}: {e}", tpath.display())))?;
         let reader = TraceReader::new(std::io::BufReader::new(f), &catalog, false)
             .map_err(|e| RunError(format!("{}: {e}", tpath.display())))?;
-        let twin = crate::twin::fit(reader, &catalog, spec.load, spec.guests)
+        let twin = crate::workload::twin::fit(reader, &catalog, spec.load, spec.guests)
             .map_err(|e| RunError(format!("{}: {e}", tpath.display())))?;
         twin_report = Some(format!(
             "twin of {}: {} guests at {:.2} arrivals/h (trace: {:.2}/h x load {}), lifetimes {}",
@@ -353,7 +354,7 @@ pub fn prepare_scenario(
 /// variants), or `*`.
 fn growth_per_flavor(
     catalog: &Catalog,
-    spec: &std::collections::BTreeMap<String, crate::scenario::GrowthSpec>,
+    spec: &std::collections::BTreeMap<String, crate::experiment::scenario::GrowthSpec>,
 ) -> Vec<Option<crate::sim::engine::Growth>> {
     if spec.is_empty() {
         return Vec::new();
@@ -378,7 +379,7 @@ fn growth_per_flavor(
 #[allow(clippy::type_complexity)]
 fn add_shapes(
     catalog: Catalog,
-    rules: &[crate::scenario::ShapeRule],
+    rules: &[crate::experiment::scenario::ShapeRule],
 ) -> Result<(Catalog, Vec<Vec<(usize, f64, usize)>>), String> {
     let base = catalog.flavors.len();
     let mut flavors = catalog.flavors;
@@ -397,7 +398,7 @@ fn add_shapes(
             );
             shaped
                 .extra_specs
-                .extend(crate::trace::parse_pairs(&rule.extra_specs)?);
+                .extend(crate::workload::trace::parse_pairs(&rule.extra_specs)?);
             shape.push((k, rule.share, flavors.len()));
             flavors.push(shaped);
         }
@@ -423,7 +424,7 @@ fn draws_share(id: &str, rule: usize, seed: u64, share: f64) -> bool {
 /// Replaces each `nodes` fleet entry by one synthetic entry per distinct
 /// node size (in order of first appearance), with its count.
 fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunError> {
-    use crate::scenario::NodeListFormat;
+    use crate::experiment::scenario::NodeListFormat;
     let mut fleet = Vec::new();
     for (i, entry) in scenario.fleet.iter().enumerate() {
         let Some(nodes) = &entry.nodes else {
@@ -506,7 +507,7 @@ fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunErro
 /// (for shaped flavors) its base flavor's, else `*`.
 fn numatunes(
     catalog: &Catalog,
-    spec: &crate::scenario::PolicySpec,
+    spec: &crate::experiment::scenario::PolicySpec,
 ) -> Vec<Option<crate::sim::ManualTuning>> {
     if spec.manual.is_empty() {
         return Vec::new();
@@ -539,7 +540,11 @@ fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
 
 impl Prepared {
     /// The row with its shaped flavor, if a shape rule picks it.
-    fn shape(&self, mut row: crate::trace::TraceRow, seed: u64) -> crate::trace::TraceRow {
+    fn shape(
+        &self,
+        mut row: crate::workload::trace::TraceRow,
+        seed: u64,
+    ) -> crate::workload::trace::TraceRow {
         if let Some(rules) = self.shapes.get(row.flavor)
             && let Some(&(_, _, shaped)) = rules
                 .iter()
@@ -605,7 +610,7 @@ impl Prepared {
             return None;
         }
         Some(
-            crate::scenario::arrival_rate_per_s(
+            crate::experiment::scenario::arrival_rate_per_s(
                 syn,
                 self.mean_mix_memory_mb(),
                 self.fleet_memory_mb() as f64,
@@ -635,7 +640,14 @@ impl Prepared {
         &self,
         seed: u64,
     ) -> Result<
-        Box<dyn Iterator<Item = Result<crate::trace::TraceRow, crate::trace::CsvError>> + '_>,
+        Box<
+            dyn Iterator<
+                    Item = Result<
+                        crate::workload::trace::TraceRow,
+                        crate::workload::trace::CsvError,
+                    >,
+                > + '_,
+        >,
         RunError,
     > {
         let e = |m: String| RunError(m);
@@ -657,7 +669,11 @@ impl Prepared {
     }
 
     /// A row with the scenario's flavor shape rules applied.
-    pub fn shaped(&self, row: crate::trace::TraceRow, seed: u64) -> crate::trace::TraceRow {
+    pub fn shaped(
+        &self,
+        row: crate::workload::trace::TraceRow,
+        seed: u64,
+    ) -> crate::workload::trace::TraceRow {
         self.shape(row, seed)
     }
 
@@ -708,7 +724,7 @@ impl Prepared {
             fn arrival(
                 &mut self,
                 _t: f64,
-                row: &crate::trace::TraceRow,
+                row: &crate::workload::trace::TraceRow,
                 d: &crate::sim::Decision,
                 sim: &Simulation,
             ) {

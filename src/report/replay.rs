@@ -5,7 +5,7 @@
 
 use crate::request::GuestTopology;
 use crate::sim::{Decision, Observer, Simulation};
-use crate::trace::TraceRow;
+use crate::workload::trace::TraceRow;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -11,8 +11,8 @@
 //!   empirical distribution is resampled (heavy-tailed real traces end here).
 //! - Flavor mix: the trace's counts per flavor.
 
-use crate::scenario::{Lifetime, Synthetic};
-use crate::trace::{Catalog, CsvError, TraceRow};
+use crate::experiment::scenario::{Lifetime, Synthetic};
+use crate::workload::trace::{Catalog, CsvError, TraceRow};
 use statrs::distribution::{ContinuousCDF, Exp, LogNormal};
 use std::collections::BTreeMap;
 

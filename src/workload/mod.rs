@@ -1,0 +1,7 @@
+//! Guests: flavor catalogs and traces (the native CSVs), public traces
+//! converted into them, synthetic twins of traces, and trace statistics.
+
+pub mod convert;
+pub mod stats;
+pub mod trace;
+pub mod twin;
