@@ -509,7 +509,7 @@ fn accounting_holds_after_every_event_of_the_quickstart() {
         .iter()
         .map(|(n, w)| (*w, catalog.position(n).unwrap()))
         .collect();
-    let stream = numasim::experiment::scenario::SyntheticStream::new(
+    let stream = numasim::workload::synthetic::SyntheticStream::new(
         &syn,
         2,
         mix,

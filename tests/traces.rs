@@ -2,7 +2,7 @@
 //! synthetic twins of traces.
 
 use crate::common::{data, numasim, shared, stderr, stdout};
-use numasim::experiment::scenario::SyntheticStream;
+use numasim::workload::synthetic::SyntheticStream;
 use numasim::workload::trace::{TraceReader, read_catalog};
 use std::path::Path;
 

@@ -631,19 +631,19 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
     };
     write_atomically(
         &out.join("summary.csv"),
-        run::summary_csv(name, cost_model, &results).as_bytes(),
+        numasim::report::summary::summary_csv(name, cost_model, &results).as_bytes(),
     )?;
     write_atomically(
         &out.join("timeseries.csv"),
-        run::timeseries_csv(&results).as_bytes(),
+        numasim::report::summary::timeseries_csv(&results).as_bytes(),
     )?;
     write_atomically(
         &out.join("rejections.csv"),
-        run::rejections_csv(&results, &prepared)?.as_bytes(),
+        numasim::report::summary::rejections_csv(&results, &prepared)?.as_bytes(),
     )?;
     write_atomically(
         &out.join("rejections_by_flavor.csv"),
-        run::rejections_by_flavor_csv(&results).as_bytes(),
+        numasim::report::summary::rejections_by_flavor_csv(&results).as_bytes(),
     )?;
     println!(
         "scenario {name}: {} hosts, {} policies x {} seeds in {:.1} s",
@@ -652,7 +652,7 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
         prepared.scenario.seeds.len(),
         start.elapsed().as_secs_f64()
     );
-    print!("{}", run::comparison_table(&results));
+    print!("{}", numasim::report::summary::comparison_table(&results));
     println!(
         "latency factor: {}; results in {}",
         if cal.is_default() {
@@ -1295,7 +1295,7 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
             match format {
                 ShowFormat::Text => print!(
                     "{}",
-                    numasim::workload::stats::text(
+                    numasim::report::trace_stats::text(
                         &s,
                         model.as_ref().map(|(n, c, m)| (n.as_str(), *c, *m))
                     )
@@ -1306,7 +1306,7 @@ fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
                 let name = trace
                     .file_stem()
                     .map_or("trace".into(), |f| f.to_string_lossy().to_string());
-                for p in numasim::workload::stats::plot_demand(&s, &name, &base)? {
+                for p in numasim::report::trace_stats::plot_demand(&s, &name, &base)? {
                     eprintln!("{}", p.display());
                 }
             }

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod capacity;
+pub mod fleet;
 pub mod load;
 pub mod run;
 pub mod scenario;

@@ -3,16 +3,14 @@
 //! `summary.csv` and `timeseries.csv`. This is the edge: it reads and
 //! writes files; the simulation itself happens in `sim`.
 
-use crate::experiment::load::load_host;
-use crate::experiment::scenario::{FleetEntry, Scenario, SyntheticStream};
+use crate::experiment::scenario::Scenario;
 use crate::request::Flavor;
-use crate::sim::fleet::{SimHost, host_model, sim_host_from_model};
+use crate::sim::fleet::SimHost;
 use crate::sim::metrics::{MetricsCollector, RunMetrics, Sample};
 use crate::sim::{SimConfig, Simulation};
-use crate::topology::{Host, parse_cpu_list, presets};
+use crate::workload::synthetic::SyntheticStream;
 use crate::workload::trace::{Catalog, TraceReader, read_catalog};
 use rayon::prelude::*;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -76,78 +74,6 @@ pub struct Prepared {
     pub placements: Vec<Arc<dyn crate::sim::PlacementPolicy>>,
 }
 
-fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunError> {
-    let mut host = if let Some(p) = &entry.preset {
-        match presets::find(p) {
-            Some(p) => p.host(),
-            None => {
-                let names: Vec<&str> = presets::PRESETS.iter().map(|p| p.name).collect();
-                return err(format!(
-                    "fleet[{idx}].preset: unknown preset `{p}`; expected one of {}",
-                    names.join(", ")
-                ));
-            }
-        }
-    } else if let Some(f) = &entry.file {
-        let path = base.join(f);
-        load_host(path.to_str().unwrap_or(f), None)
-            .map_err(|e| RunError(format!("fleet[{idx}].file: {e}")))?
-    } else if let Some(s) = &entry.synthetic {
-        s.build()
-            .map_err(|e| RunError(format!("fleet[{idx}].{e}")))?
-    } else {
-        return err(format!("fleet[{idx}]: no host source"));
-    };
-    let c = &entry.config;
-    let set = |v: &Option<String>,
-               key: &str|
-     -> Result<Option<std::collections::BTreeSet<u32>>, RunError> {
-        v.as_ref()
-            .map(|t| {
-                parse_cpu_list(t)
-                    .map(|l| l.into_iter().collect())
-                    .map_err(|m| RunError(format!("fleet[{idx}].config.{key}: {m}")))
-            })
-            .transpose()
-    };
-    host.config.cpu_shared_set = set(&c.cpu_shared_set, "cpu_shared_set")?;
-    host.config.cpu_dedicated_set = set(&c.cpu_dedicated_set, "cpu_dedicated_set")?;
-    host.config.cpu_allocation_ratio = c.cpu_allocation_ratio;
-    host.config.ram_allocation_ratio = c.ram_allocation_ratio;
-    host.config.reserved_host_memory_mb = c.reserved_host_memory_mb;
-    host.validate()
-        .map_err(|e| RunError(format!("fleet[{idx}].config: {e}")))?;
-    Ok(host)
-}
-
-/// Scales the fleet's counts to `n` hosts, keeping the mix (largest remainders).
-fn scaled_counts(counts: &[usize], n: usize) -> Vec<usize> {
-    let total: usize = counts.iter().sum();
-    if total == 0 {
-        return counts.to_vec();
-    }
-    let exact: Vec<f64> = counts
-        .iter()
-        .map(|&c| c as f64 * n as f64 / total as f64)
-        .collect();
-    let mut out: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
-    let mut rest: Vec<usize> = (0..counts.len()).collect();
-    rest.sort_by(|&a, &b| {
-        (exact[b] - exact[b].floor())
-            .total_cmp(&(exact[a] - exact[a].floor()))
-            .then(a.cmp(&b))
-    });
-    let mut left = n - out.iter().sum::<usize>();
-    for i in rest {
-        if left == 0 {
-            break;
-        }
-        out[i] += 1;
-        left -= 1;
-    }
-    out
-}
-
 pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
@@ -175,31 +101,7 @@ pub fn prepare_scenario(
             .calibration()
             .map_err(|e| RunError(format!("--cost-platform: {e}")))?;
     }
-    expand_node_lists(&mut scenario, &base)?;
-    let counts: Vec<usize> = scenario.fleet.iter().map(|f| f.count).collect();
-    let counts = match ov.hosts {
-        Some(n) => scaled_counts(&counts, n),
-        None => counts,
-    };
-    let mut hosts = Vec::new();
-    for (i, (entry, &count)) in scenario.fleet.iter().zip(&counts).enumerate() {
-        let host = host_for(entry, &base, i)?;
-        let model = Arc::new(host_model(&host));
-        // Hosts of one model share the model and start from one topology.
-        let mut template = sim_host_from_model(String::new(), &host, model);
-        // Nova keeps reserved_host_memory_mb out of placement's inventory.
-        template.total_mem -= entry.config.reserved_host_memory_mb as i64;
-        template.limits = Some(crate::fit::Limits {
-            cpu_allocation_ratio: entry.config.cpu_allocation_ratio,
-            ram_allocation_ratio: entry.config.ram_allocation_ratio,
-            network_metadata: None,
-        });
-        for _ in 0..count {
-            let mut h = template.clone();
-            h.name = format!("{}-{}", host.name, hosts.len());
-            hosts.push(h);
-        }
-    }
+    let hosts = super::fleet::build_fleet(&mut scenario, &base, ov.hosts)?;
     if hosts.is_empty() {
         return err(format!("{}: the fleet has no hosts", path.display()));
     }
@@ -249,7 +151,7 @@ pub fn prepare_scenario(
             }
         }
     }
-    let (catalog, shapes) = add_shapes(catalog, &scenario.flavors.shapes)
+    let (catalog, shapes) = crate::workload::shapes::add_shapes(catalog, &scenario.flavors.shapes)
         .map_err(|m| RunError(format!("{}: flavors.shapes: {m}", path.display())))?;
     let default_touched = scenario.flavors.default_touched_fraction;
     if !(0.0..=1.0).contains(&default_touched) {
@@ -375,134 +277,6 @@ fn growth_per_flavor(
         .collect()
 }
 
-/// Adds a shaped variant of every flavor for every rule it matches.
-#[allow(clippy::type_complexity)]
-fn add_shapes(
-    catalog: Catalog,
-    rules: &[crate::experiment::scenario::ShapeRule],
-) -> Result<(Catalog, Vec<Vec<(usize, f64, usize)>>), String> {
-    let base = catalog.flavors.len();
-    let mut flavors = catalog.flavors;
-    let mut shapes = vec![Vec::new(); base];
-    for (f, shape) in shapes.iter_mut().enumerate() {
-        for (k, rule) in rules.iter().enumerate() {
-            let flavor = &flavors[f];
-            if !rule.matches(flavor.vcpus, flavor.memory_mb) {
-                continue;
-            }
-            let mut shaped = flavor.clone();
-            shaped.name = format!(
-                "{}+{}",
-                flavor.name,
-                rule.name.clone().unwrap_or_else(|| format!("shape{k}"))
-            );
-            shaped
-                .extra_specs
-                .extend(crate::workload::trace::parse_pairs(&rule.extra_specs)?);
-            shape.push((k, rule.share, flavors.len()));
-            flavors.push(shaped);
-        }
-    }
-    Ok((Catalog::new(flavors)?, shapes))
-}
-
-/// Whether a guest draws a rule's share: by its id, the rule and the seed,
-/// so the same guests get the same shape under every policy.
-fn draws_share(id: &str, rule: usize, seed: u64, share: f64) -> bool {
-    if share >= 1.0 {
-        return true;
-    }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed ^ ((rule as u64) << 32);
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    use rand::{RngExt, SeedableRng};
-    rand_chacha::ChaCha8Rng::seed_from_u64(h).random::<f64>() < share
-}
-
-/// Replaces each `nodes` fleet entry by one synthetic entry per distinct
-/// node size (in order of first appearance), with its count.
-fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunError> {
-    use crate::experiment::scenario::NodeListFormat;
-    let mut fleet = Vec::new();
-    for (i, entry) in scenario.fleet.iter().enumerate() {
-        let Some(nodes) = &entry.nodes else {
-            fleet.push(entry.clone());
-            continue;
-        };
-        let path = base.join(&nodes.file);
-        let shown = path.display();
-        let f = std::fs::File::open(&path)
-            .map_err(|e| RunError(format!("fleet[{i}].nodes.file {shown}: {e}")))?;
-        let mut r = csv::Reader::from_reader(std::io::BufReader::new(f));
-        let headers = r
-            .headers()
-            .map_err(|e| RunError(format!("{shown}: {e}")))?
-            .clone();
-        let NodeListFormat::AlibabaGpu2023 = nodes.format;
-        let col = |name: &str| {
-            headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-                RunError(format!(
-                    "{shown}: line 1: header lacks `{name}`; expected sn,cpu_milli,memory_mib,gpu,model"
-                ))
-            })
-        };
-        let (c_cpu, c_mem) = (col("cpu_milli")?, col("memory_mib")?);
-        let mut sizes: Vec<((u64, u64), usize)> = Vec::new();
-        for rec in r.records() {
-            let rec = rec.map_err(|e| RunError(format!("{shown}: {e}")))?;
-            let line = rec.position().map_or(0, |p| p.line());
-            let num = |c: usize, what: &str| -> Result<u64, RunError> {
-                let v = rec.get(c).unwrap_or("").trim();
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite() && *x > 0.0)
-                    .map(|x| x.round() as u64)
-                    .ok_or_else(|| {
-                        RunError(format!(
-                            "{shown}: line {line}: {what} `{v}` is not a positive number"
-                        ))
-                    })
-            };
-            let key = (num(c_cpu, "cpu_milli")? / 1000, num(c_mem, "memory_mib")?);
-            match sizes.iter_mut().find(|s| s.0 == key) {
-                Some(s) => s.1 += 1,
-                None => sizes.push((key, 1)),
-            }
-        }
-        if sizes.is_empty() {
-            return err(format!("{shown}: the node list has no nodes"));
-        }
-        for ((cpus, mem_mb), count) in sizes {
-            let sockets = u64::from(nodes.sockets);
-            let per_node = (cpus / sockets).max(1);
-            let threads = u64::from(nodes.threads_per_core);
-            let threads = if per_node % threads == 0 { threads } else { 1 };
-            let spec = crate::topology::synth::SynthSpec {
-                name: Some(format!("node-{cpus}c-{}g", mem_mb / 1024)),
-                sockets: nodes.sockets,
-                nodes_per_socket: 1,
-                cores_per_node: (per_node / threads) as u32,
-                threads_per_core: threads as u32,
-                memory_mb_per_node: mem_mb / sockets,
-                node_memory_mb: Vec::new(),
-                hugepages: Vec::new(),
-                base_page_kb: 4,
-                cpuless: Vec::new(),
-                distances: Default::default(),
-            };
-            let mut e = entry.clone();
-            e.nodes = None;
-            e.synthetic = Some(spec);
-            e.count = count;
-            fleet.push(e);
-        }
-    }
-    scenario.fleet = fleet;
-    Ok(())
-}
-
 /// A policy's manual tunings per catalog flavor: its own name, else
 /// (for shaped flavors) its base flavor's, else `*`.
 fn numatunes(
@@ -539,22 +313,6 @@ fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
 }
 
 impl Prepared {
-    /// The row with its shaped flavor, if a shape rule picks it.
-    fn shape(
-        &self,
-        mut row: crate::workload::trace::TraceRow,
-        seed: u64,
-    ) -> crate::workload::trace::TraceRow {
-        if let Some(rules) = self.shapes.get(row.flavor)
-            && let Some(&(_, _, shaped)) = rules
-                .iter()
-                .find(|(k, share, _)| draws_share(&row.id, *k, seed, *share))
-        {
-            row.flavor = shaped;
-        }
-        row
-    }
-
     /// The synthetic workload's mix as (weight, catalog index).
     fn synthetic_mix(&self) -> Vec<(f64, usize)> {
         self.scenario
@@ -610,7 +368,7 @@ impl Prepared {
             return None;
         }
         Some(
-            crate::experiment::scenario::arrival_rate_per_s(
+            crate::workload::synthetic::arrival_rate_per_s(
                 syn,
                 self.mean_mix_memory_mb(),
                 self.fleet_memory_mb() as f64,
@@ -674,7 +432,7 @@ impl Prepared {
         row: crate::workload::trace::TraceRow,
         seed: u64,
     ) -> crate::workload::trace::TraceRow {
-        self.shape(row, seed)
+        crate::workload::shapes::shape(row, seed, &self.shapes)
     }
 
     /// A fresh simulation of one (policy, seed).
@@ -760,7 +518,7 @@ impl Prepared {
         let mut quiet = Quiet;
         let mut first_ids = Vec::new();
         for row in rows {
-            let row = self.shape(row.map_err(|x| e(x.to_string()))?, seed);
+            let row = self.shaped(row.map_err(|x| e(x.to_string()))?, seed);
             if first_ids.len() < 3 {
                 first_ids.push(row.id.clone());
             }
@@ -808,7 +566,7 @@ impl Prepared {
                 .map_err(|e| RunError(format!("{}: {e}", path.display())))?;
                 let rows = (&mut reader)
                     .take_while(|r| r.as_ref().map_or(true, |row| row.arrival_s <= horizon))
-                    .map(|r| r.map(|row| self.shape(row, seed)));
+                    .map(|r| r.map(|row| self.shaped(row, seed)));
                 sim.run_arrivals(rows, &mut metrics).map_err(|e| match e {
                     crate::sim::SimError::Trace(t) => RunError(format!("{}: {t}", path.display())),
                     other => RunError(other.to_string()),
@@ -818,7 +576,7 @@ impl Prepared {
             None => {
                 let stream = self.synthetic_stream(seed);
                 sim.run_arrivals(
-                    stream.map(|r| r.map(|row| self.shape(row, seed))),
+                    stream.map(|r| r.map(|row| self.shaped(row, seed))),
                     &mut metrics,
                 )
                 .map_err(|e| RunError(e.to_string()))?;
@@ -847,160 +605,4 @@ impl Prepared {
             rejections,
         })
     }
-}
-
-pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model,spilled_guests,spilled_gb,late_oom_kills,late_spilled_guests,late_spilled_gb,mean_time_to_late_kill_s,remote_time_weighted,latency_time_weighted,numad_moves,migrated_gb,migration_s";
-
-pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> String {
-    let mut out = String::from(SUMMARY_HEADER);
-    out.push('\n');
-    for r in results {
-        let m = &r.metrics;
-        let _ = writeln!(
-            out,
-            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model},{},{:.3},{},{},{:.3},{:.1},{:.6},{:.6},{},{:.3},{:.1}",
-            r.policy,
-            r.seed,
-            m.guests,
-            m.placed,
-            m.rejected,
-            m.rejection_rate(),
-            m.cpu_alloc_mean,
-            m.mem_alloc_mean,
-            m.hosts_in_use_mean,
-            m.spanning_guests,
-            m.remote_access_fraction,
-            m.mean_latency_factor,
-            m.p95_latency_factor,
-            m.oom_kills,
-            m.errors,
-            r.skipped_rows,
-            m.fit_calls,
-            m.spilled_guests,
-            m.spilled_mb / 1024.0,
-            m.late_oom_kills,
-            m.late_spilled_guests,
-            m.late_spilled_mb / 1024.0,
-            m.mean_time_to_late_kill_s,
-            m.remote_time_weighted,
-            m.latency_time_weighted,
-            m.numad_moves,
-            m.migrated_mb / 1024.0,
-            m.migration_s,
-        );
-    }
-    out
-}
-
-pub fn timeseries_csv(results: &[RunResult]) -> String {
-    let mut out =
-        String::from("policy,seed,t_s,running,cpu_alloc,mem_alloc,hosts_in_use,placed,rejected\n");
-    for r in results {
-        for s in &r.samples {
-            let _ = writeln!(
-                out,
-                "{},{},{:.1},{},{:.6},{:.6},{},{},{}",
-                r.policy,
-                r.seed,
-                s.t,
-                s.running,
-                s.cpu_alloc,
-                s.mem_alloc,
-                s.hosts_in_use,
-                s.placed,
-                s.rejected
-            );
-        }
-    }
-    out
-}
-
-/// One row per rejected (or at once OOM-killed) guest, with the reason
-/// aggregated over the hosts.
-pub fn rejections_csv(results: &[RunResult], prepared: &Prepared) -> Result<String, RunError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| RunError(format!("rejections.csv: {e}"));
-    w.write_record(["policy", "seed", "guest", "arrival_s", "flavor", "reason"])
-        .map_err(io)?;
-    for r in results {
-        for x in &r.rejections {
-            w.write_record([
-                r.policy.as_str(),
-                &r.seed.to_string(),
-                &x.guest,
-                &format!("{:.3}", x.arrival_s),
-                &prepared.catalog.flavors[x.flavor].name,
-                &crate::report::words::rejection(&x.why, |h| prepared.hosts[h].name.as_str()),
-            ])
-            .map_err(io)?;
-        }
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| RunError(format!("rejections.csv: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| RunError(format!("rejections.csv: {e}")))
-}
-
-pub fn rejections_by_flavor_csv(results: &[RunResult]) -> String {
-    let mut out = String::from("policy,seed,flavor,rejected\n");
-    for r in results {
-        for (f, n) in &r.metrics.rejected_by_flavor {
-            let _ = writeln!(out, "{},{},{f},{n}", r.policy, r.seed);
-        }
-    }
-    out
-}
-
-/// Policies side by side: means over seeds.
-pub fn comparison_table(results: &[RunResult]) -> String {
-    let mut policies: Vec<&str> = Vec::new();
-    for r in results {
-        if !policies.contains(&r.policy.as_str()) {
-            policies.push(&r.policy);
-        }
-    }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<30} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>7} {:>9}",
-        "policy",
-        "seeds",
-        "rejected",
-        "cpu",
-        "mem",
-        "spanning",
-        "remote",
-        "latency",
-        "p95 lat",
-        "oom",
-        "late oom",
-        "remote~t",
-        "moves",
-        "migr GB"
-    );
-    for p in policies {
-        let rs: Vec<&RunResult> = results.iter().filter(|r| r.policy == p).collect();
-        let n = rs.len() as f64;
-        let mean =
-            |f: &dyn Fn(&RunMetrics) -> f64| rs.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
-        let _ = writeln!(
-            out,
-            "{:<30} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1} {:>9.1} {:>7.1}% {:>7.1} {:>9.1}",
-            p,
-            rs.len(),
-            100.0 * mean(&|m| m.rejection_rate()),
-            100.0 * mean(&|m| m.cpu_alloc_mean),
-            100.0 * mean(&|m| m.mem_alloc_mean),
-            mean(&|m| m.spanning_guests as f64),
-            100.0 * mean(&|m| m.remote_access_fraction),
-            mean(&|m| m.mean_latency_factor),
-            mean(&|m| m.p95_latency_factor),
-            mean(&|m| m.oom_kills as f64),
-            mean(&|m| m.late_oom_kills as f64),
-            100.0 * mean(&|m| m.remote_time_weighted),
-            mean(&|m| m.numad_moves as f64),
-            mean(&|m| m.migrated_mb / 1024.0),
-        );
-    }
-    out
 }

@@ -6,5 +6,7 @@ pub mod check;
 pub mod plot;
 pub mod replay;
 pub mod stats;
+pub mod summary;
 pub mod sweep_plots;
+pub mod trace_stats;
 pub mod words;

@@ -2,6 +2,8 @@
 //! converted into them, synthetic twins of traces, and trace statistics.
 
 pub mod convert;
+pub mod shapes;
 pub mod stats;
+pub mod synthetic;
 pub mod trace;
 pub mod twin;

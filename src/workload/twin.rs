@@ -11,7 +11,7 @@
 //!   empirical distribution is resampled (heavy-tailed real traces end here).
 //! - Flavor mix: the trace's counts per flavor.
 
-use crate::experiment::scenario::{Lifetime, Synthetic};
+use crate::workload::synthetic::{Lifetime, Synthetic};
 use crate::workload::trace::{Catalog, CsvError, TraceRow};
 use statrs::distribution::{ContinuousCDF, Exp, LogNormal};
 use std::collections::BTreeMap;
