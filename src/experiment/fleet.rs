@@ -29,7 +29,7 @@ pub fn build_fleet(
     };
     let mut hosts = Vec::new();
     for (i, (entry, &count)) in scenario.fleet.iter().zip(&counts).enumerate() {
-        let host = host_for(entry, &base, i)?;
+        let host = host_for(entry, base, i)?;
         let model = Arc::new(host_model(&host));
         // Hosts of one model share the model and start from one topology.
         let mut template = sim_host_from_model(String::new(), &host, model);
