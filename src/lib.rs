@@ -11,5 +11,6 @@ pub mod libvirt;
 pub mod report;
 pub mod request;
 pub mod sim;
+pub mod stable_hash;
 pub mod topology;
 pub mod workload;

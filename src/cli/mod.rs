@@ -1,5 +1,6 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use numasim::report::output::write_atomically;
 use numasim::experiment::load;
 use numasim::topology::import::Format;
 use numasim::topology::{presets, render, wire};
@@ -443,19 +444,6 @@ fn topology(cmd: TopologyCmd) -> Result<i32> {
     Ok(0)
 }
 
-/// Writes to a temporary file beside the target and renames it, so a failed
-/// run never leaves a partial file that looks complete.
-pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension()
-            .map(|e| e.to_string_lossy().to_string())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
-}
 
 /// One result line per case line, in order; a line that is not JSON gets an
 /// `input` error result naming its line number, like the oracle.
@@ -517,10 +505,9 @@ fn replay(a: ReplayArgs) -> Result<i32> {
         ..SimConfig::default()
     };
     let mut sim = Simulation::new(hosts, catalog.clone(), config);
-    let tmp = a.out.with_extension("jsonl.tmp");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    let mut writer = numasim::report::replay::ReplayWriter::new(std::io::BufWriter::new(file));
+    // Written whole or not at all: a failed replay leaves no file behind.
+    let file = numasim::report::output::AtomicFile::create(&a.out)?;
+    let mut writer = numasim::report::replay::ReplayWriter::new(file);
     let mut rows =
         numasim::workload::trace::TraceReader::new(open(&a.trace)?, &catalog, a.skip_bad_rows)
             .map_err(|e| anyhow::anyhow!("{}: {e}", a.trace.display()))?;
@@ -528,20 +515,17 @@ fn replay(a: ReplayArgs) -> Result<i32> {
     let result = sim.run(&mut rows, &mut writer);
     let wall = start.elapsed().as_secs_f64();
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
         return Err(match e {
             numasim::sim::SimError::Trace(t) => anyhow::anyhow!("{}: {t}", a.trace.display()),
             other => anyhow::anyhow!(other),
         });
     }
     if let Some(e) = writer.io_error.take() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow::anyhow!("{}: {e}", tmp.display()));
+        return Err(anyhow::anyhow!("{}: {e}", a.out.display()));
     }
-    use std::io::Write;
-    writer.out.flush()?;
-    std::fs::rename(&tmp, &a.out).with_context(|| format!("{}: cannot write", a.out.display()))?;
-    let mut summary = writer.summary.clone();
+    let summary = writer.summary.clone();
+    writer.out.commit()?;
+    let mut summary = summary;
     summary.still_placed = sim.running() as u64;
     summary.fit_calls = sim.fit_calls;
     summary.accounting_ok = sim.accounting_ok();
@@ -905,12 +889,12 @@ fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> Result<i32> {
         .with_context(|| format!("{}: cannot create", out.display()))?;
     // The merged directory is a complete sweep directory of its own.
     for r in &records {
-        sweep::write_atomically(
+        write_atomically(
             &out.join("runs").join(format!("run-{:06}.json", r.run)),
             serde_json::to_string(r)?.as_bytes(),
         )?;
     }
-    sweep::write_atomically(
+    write_atomically(
         &out.join("sweep.json"),
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;

@@ -252,57 +252,40 @@ pub fn prepare_scenario(
     })
 }
 
-/// `flavors.growth` per catalog flavor: its own name, its base flavor's (shaped
-/// variants), or `*`.
+/// `flavors.growth` per catalog flavor.
 fn growth_per_flavor(
     catalog: &Catalog,
     spec: &std::collections::BTreeMap<String, crate::experiment::scenario::GrowthSpec>,
 ) -> Vec<Option<crate::sim::engine::Growth>> {
-    if spec.is_empty() {
-        return Vec::new();
-    }
     catalog
-        .flavors
-        .iter()
-        .map(|f| {
-            let base = f.name.split('+').next().unwrap_or(&f.name);
-            spec.get(&f.name)
-                .or_else(|| spec.get(base))
-                .or_else(|| spec.get("*"))
-                .map(|g| crate::sim::engine::Growth {
-                    to: g.to,
-                    mean_delay_s: g.mean_delay_s,
-                })
+        .per_flavor(spec)
+        .into_iter()
+        .map(|g| {
+            g.map(|g| crate::sim::engine::Growth {
+                to: g.to,
+                mean_delay_s: g.mean_delay_s,
+            })
         })
         .collect()
 }
 
-/// A policy's manual tunings per catalog flavor: its own name, else
-/// (for shaped flavors) its base flavor's, else `*`.
+/// A policy's `manual` numatunes per catalog flavor.
 fn numatunes(
     catalog: &Catalog,
     spec: &crate::experiment::scenario::PolicySpec,
 ) -> Vec<Option<crate::sim::ManualTuning>> {
-    if spec.manual.is_empty() {
-        return Vec::new();
-    }
     catalog
-        .flavors
-        .iter()
-        .map(|f| {
-            let base = f.name.split('+').next().unwrap_or(&f.name);
-            spec.manual
-                .get(&f.name)
-                .or_else(|| spec.manual.get(base))
-                .or_else(|| spec.manual.get("*"))
-                .map(|m| crate::sim::ManualTuning {
-                    nodeset: crate::topology::parse_cpu_list(&m.nodeset)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(i64::from)
-                        .collect(),
-                    mode: m.mode,
-                })
+        .per_flavor(&spec.manual)
+        .into_iter()
+        .map(|m| {
+            m.map(|m| crate::sim::ManualTuning {
+                nodeset: crate::topology::parse_cpu_list(&m.nodeset)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
+                mode: m.mode,
+            })
         })
         .collect()
 }

@@ -89,17 +89,13 @@ pub struct Sweep {
     pub digest: String,
 }
 
-/// FNV-1a, 64 bits: a digest stable across Rust versions and machines
-/// (std's hasher promises neither).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+/// The digest of `parts` (`stable_hash`, one separator after each part).
+fn digest(parts: &[&[u8]]) -> u64 {
+    let mut h = crate::stable_hash::StableHasher::new();
     for part in parts {
-        for b in part.iter().chain(&[0xff]) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        h.part(part);
     }
-    h
+    h.finish()
 }
 
 /// A parameter value as it appears in CSVs and labels.
@@ -375,7 +371,7 @@ impl Sweep {
                 .unwrap_or_default();
             for policy in 0..p.scenario.policies.len() {
                 for &seed in &p.scenario.seeds {
-                    let d = fnv1a(&[
+                    let d = digest(&[
                         env!("CARGO_PKG_VERSION").as_bytes(),
                         resolved.as_bytes(),
                         &flavors_text,
@@ -393,7 +389,7 @@ impl Sweep {
             prepared.push(p);
         }
         let all: Vec<&[u8]> = run_digests.iter().map(|d| d.as_bytes()).collect();
-        let digest = format!("{:016x}", fnv1a(&all));
+        let digest = format!("{:016x}", digest(&all));
         if let Some(x) = &spec.plot.x
             && !params.contains(x)
         {
@@ -620,10 +616,7 @@ pub fn aggregated_metrics() -> impl Iterator<Item = &'static str> {
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| SweepError(format!("{}: cannot write: {e}", path.display())))
+    crate::report::output::write_atomically(path, bytes).map_err(|e| SweepError(e.to_string()))
 }
 
 /// The sweep's CSVs, assembled from complete records.

@@ -5,7 +5,6 @@
 //! the kept records are sorted by arrival (most sources are not sorted).
 //! Each reader's doc comment gives its columns and its mapping rule.
 
-use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read;
@@ -424,13 +423,7 @@ fn azure_packing_rows<'a>(
 /// Keeps a guest with probability `fraction`, decided by its id and the
 /// seed alone: the same guests whatever the order or the other cuts.
 fn sampled(id: &str, seed: u64, fraction: f64) -> bool {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(h);
-    rng.random::<f64>() < fraction
+    crate::stable_hash::draws(id, seed, fraction)
 }
 
 /// Reads `input` (a path: SQLite needs one) in `format`, applies the cuts,

@@ -38,16 +38,7 @@ pub fn add_shapes(
 /// Whether a guest draws a rule's share: by its id, the rule and the seed,
 /// so the same guests get the same shape under every policy.
 fn draws_share(id: &str, rule: usize, seed: u64, share: f64) -> bool {
-    if share >= 1.0 {
-        return true;
-    }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed ^ ((rule as u64) << 32);
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    use rand::{RngExt, SeedableRng};
-    rand_chacha::ChaCha8Rng::seed_from_u64(h).random::<f64>() < share
+    share >= 1.0 || crate::stable_hash::draws(id, seed ^ ((rule as u64) << 32), share)
 }
 
 /// `row` with its shaped flavor, if a shape rule picks it (`shapes`: per

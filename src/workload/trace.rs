@@ -95,6 +95,33 @@ impl Catalog {
     pub fn position(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
     }
+
+    /// A per-flavor setting (`touched_fraction`, `growth`, `manual`, ...)
+    /// for every catalog flavor: the flavor's own entry, else its base
+    /// flavor's (a shaped variant `base+shape`), else the `*` entry; empty
+    /// when the map is. The one lookup every per-flavor setting uses.
+    pub fn per_flavor<'m, T>(&self, map: &'m std::collections::BTreeMap<String, T>) -> Vec<Option<&'m T>> {
+        if map.is_empty() {
+            return Vec::new();
+        }
+        self.flavors
+            .iter()
+            .map(|f| {
+                let base = f.name.split('+').next().unwrap_or(&f.name);
+                map.get(&f.name)
+                    .or_else(|| map.get(base))
+                    .or_else(|| map.get("*"))
+            })
+            .collect()
+    }
+
+    /// The names of a per-flavor map that name no catalog flavor (`*` aside).
+    pub fn unknown_names<'m, T>(&self, map: &'m std::collections::BTreeMap<String, T>) -> Vec<&'m str> {
+        map.keys()
+            .map(String::as_str)
+            .filter(|n| *n != "*" && self.position(n).is_none())
+            .collect()
+    }
 }
 
 pub fn read_catalog(input: impl Read) -> Result<Catalog, CsvError> {
