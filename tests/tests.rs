@@ -3,6 +3,7 @@
 mod common;
 mod fit;
 mod libvirt;
+mod policy;
 mod replay;
 mod sim;
 mod sweep;

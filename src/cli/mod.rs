@@ -1,7 +1,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use numasim::report::output::write_atomically;
 use numasim::experiment::load;
+use numasim::report::output::write_atomically;
 use numasim::topology::import::Format;
 use numasim::topology::{presets, render, wire};
 use std::path::PathBuf;
@@ -444,7 +444,6 @@ fn topology(cmd: TopologyCmd) -> Result<i32> {
     Ok(0)
 }
 
-
 /// One result line per case line, in order; a line that is not JSON gets an
 /// `input` error result naming its line number, like the oracle.
 fn fit(file: Option<PathBuf>, mode: numasim::fit::Mode) -> Result<i32> {
@@ -602,33 +601,12 @@ fn run_scenario(a: RunArgs) -> Result<i32> {
     bar.finish_and_clear();
     let name = &prepared.scenario.name;
     let out = a.out.unwrap_or_else(|| PathBuf::from("results").join(name));
-    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    numasim::report::summary::write_run(&out, &prepared, &results)?;
     let cal = prepared
         .scenario
         .cost
         .calibration()
         .map_err(anyhow::Error::msg)?;
-    let cost_model = if cal.is_default() {
-        "slit/10"
-    } else {
-        "calibrated"
-    };
-    write_atomically(
-        &out.join("summary.csv"),
-        numasim::report::summary::summary_csv(name, cost_model, &results).as_bytes(),
-    )?;
-    write_atomically(
-        &out.join("timeseries.csv"),
-        numasim::report::summary::timeseries_csv(&results).as_bytes(),
-    )?;
-    write_atomically(
-        &out.join("rejections.csv"),
-        numasim::report::summary::rejections_csv(&results, &prepared)?.as_bytes(),
-    )?;
-    write_atomically(
-        &out.join("rejections_by_flavor.csv"),
-        numasim::report::summary::rejections_by_flavor_csv(&results).as_bytes(),
-    )?;
     println!(
         "scenario {name}: {} hosts, {} policies x {} seeds in {:.1} s",
         prepared.hosts.len(),

@@ -276,6 +276,22 @@ fn all() -> HostCheck {
     HostCheck::All
 }
 
+impl Default for PolicySpec {
+    /// What an empty `[[policies]]` entry means: Nova's fit, spread, strict.
+    fn default() -> Self {
+        PolicySpec {
+            strategy: spread(),
+            memory_mode: strict(),
+            fit_mode: Default::default(),
+            host_check: all(),
+            placement: nova(),
+            name: None,
+            manual: BTreeMap::new(),
+            rebalancing: Default::default(),
+        }
+    }
+}
+
 impl PolicySpec {
     /// `spread-strict`, `pack-interleave-clean`, ...
     pub fn name(&self) -> String {

@@ -160,3 +160,44 @@ pub fn comparison_table(results: &[RunResult]) -> String {
     }
     out
 }
+
+/// Writes `numasim run`'s four CSVs into `out` (created if needed), each
+/// atomically.
+pub fn write_run(
+    out: &std::path::Path,
+    prepared: &Prepared,
+    results: &[RunResult],
+) -> Result<(), RunError> {
+    use super::output::write_atomically;
+    let io = |e: super::output::OutputError| RunError(e.to_string());
+    std::fs::create_dir_all(out)
+        .map_err(|e| RunError(format!("{}: cannot create: {e}", out.display())))?;
+    let cal = prepared.scenario.cost.calibration().map_err(RunError)?;
+    let cost_model = if cal.is_default() {
+        "slit/10"
+    } else {
+        "calibrated"
+    };
+    let name = &prepared.scenario.name;
+    write_atomically(
+        &out.join("summary.csv"),
+        summary_csv(name, cost_model, results).as_bytes(),
+    )
+    .map_err(io)?;
+    write_atomically(
+        &out.join("timeseries.csv"),
+        timeseries_csv(results).as_bytes(),
+    )
+    .map_err(io)?;
+    write_atomically(
+        &out.join("rejections.csv"),
+        rejections_csv(results, prepared)?.as_bytes(),
+    )
+    .map_err(io)?;
+    write_atomically(
+        &out.join("rejections_by_flavor.csv"),
+        rejections_by_flavor_csv(results).as_bytes(),
+    )
+    .map_err(io)?;
+    Ok(())
+}

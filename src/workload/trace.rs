@@ -100,7 +100,10 @@ impl Catalog {
     /// for every catalog flavor: the flavor's own entry, else its base
     /// flavor's (a shaped variant `base+shape`), else the `*` entry; empty
     /// when the map is. The one lookup every per-flavor setting uses.
-    pub fn per_flavor<'m, T>(&self, map: &'m std::collections::BTreeMap<String, T>) -> Vec<Option<&'m T>> {
+    pub fn per_flavor<'m, T>(
+        &self,
+        map: &'m std::collections::BTreeMap<String, T>,
+    ) -> Vec<Option<&'m T>> {
         if map.is_empty() {
             return Vec::new();
         }
@@ -116,7 +119,10 @@ impl Catalog {
     }
 
     /// The names of a per-flavor map that name no catalog flavor (`*` aside).
-    pub fn unknown_names<'m, T>(&self, map: &'m std::collections::BTreeMap<String, T>) -> Vec<&'m str> {
+    pub fn unknown_names<'m, T>(
+        &self,
+        map: &'m std::collections::BTreeMap<String, T>,
+    ) -> Vec<&'m str> {
         map.keys()
             .map(String::as_str)
             .filter(|n| *n != "*" && self.position(n).is_none())
