@@ -9,12 +9,16 @@ pub fn data(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// `../shared` beside the repository, when this checkout has it.
-pub fn shared(rel: &str) -> Option<PathBuf> {
+/// A file of `../shared` (the team's data directory beside the
+/// repository). Tests that use it are `#[ignore]`d with the reason, and run
+/// with `cargo test --release -- --ignored` where it exists; without it
+/// they fail here, saying what is missing, rather than pass.
+pub fn shared(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared")
         .join(rel);
-    p.exists().then_some(p)
+    assert!(p.exists(), "{} is missing: this test needs ../shared", p.display());
+    p
 }
 
 pub fn numasim(args: &[&str]) -> Output {
