@@ -5,6 +5,7 @@
 //! `experiment`, `report` and `libvirt`'s backends sit at the edges. See
 //! ARCHITECTURE.md.
 
+pub mod error;
 pub mod experiment;
 pub mod fit;
 pub mod libvirt;

@@ -1,5 +1,6 @@
 //! The `numasim` command line: parses flags, calls the library, maps errors
-//! to exit codes (2 = bad input, 1 = a check failed).
+//! to exit codes (2 = bad input, 1 = a check failed, 3 = an internal
+//! invariant broke: numasim's bug, not the input's).
 
 mod cli;
 

@@ -610,6 +610,66 @@ fn bad_scenarios_name_file_key_and_line() {
     let e =
         scenario_error(&good.replace("memory_mode = \"interleave\"", "memory_mode = \"loose\""));
     assert!(e.contains("loose"), "{e}");
+    // Fleet errors name the scenario file and the key.
+    let e = scenario_error(&good.replace("cpu_shared_set = \"8-15", "cpu_shared_set = \"8-x15"));
+    assert!(
+        e.contains("bad.toml: ") && e.contains("fleet[0].config.cpu_shared_set"),
+        "{e}"
+    );
+    // A policy name the registry lacks: the key, the name and the known ones.
+    let e = scenario_error(&good.replace(
+        "memory_mode = \"interleave\"",
+        "memory_mode = \"interleave\"\nplacement = \"nearest\"",
+    ));
+    assert!(
+        e.contains("bad.toml: ")
+            && e.contains("policies[2].placement")
+            && e.contains("`nearest`")
+            && e.contains("nova, closest, float, cpuset-auto, manual, numad, autonuma"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_broken_invariant_exits_3_not_2() {
+    // Today a negative `hw:numa_mem` passes Nova's checks and breaks the
+    // usage accounting: numasim's bug, so exit 3 (bad input is 2). When the
+    // input is refused up front, this test needs another trigger.
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("s.toml");
+    std::fs::write(
+        &p,
+        r#"name = "r"
+seeds = [1]
+[[fleet]]
+count = 2
+[fleet.synthetic]
+name = "h"
+sockets = 2
+cores_per_node = 4
+threads_per_core = 1
+memory_mb_per_node = 8192
+[flavors]
+list = [{ name = "neg", vcpus = 2, memory_mb = 4096, extra_specs = "hw:numa_nodes=2;hw:numa_mem.0=-4096;hw:numa_mem.1=8192;hw:numa_cpus.0=0;hw:numa_cpus.1=1" }]
+[workload.synthetic]
+guests = 20
+arrivals_per_hour = 100
+lifetime = { distribution = "exponential", mean_s = 3600 }
+mix = { "neg" = 1 }
+[[policies]]
+memory_mode = "strict"
+"#,
+    )
+    .unwrap();
+    let r = numasim(&[
+        "run",
+        p.to_str().unwrap(),
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(3), "{}", stderr(&r));
+    assert!(stderr(&r).contains("(a numasim bug)"), "{}", stderr(&r));
+    assert!(!tmp.path().join("out/summary.csv").exists());
 }
 
 #[test]

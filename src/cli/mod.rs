@@ -350,9 +350,25 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            2
+            if is_internal(&e) { 3 } else { 2 }
         }
     }
+}
+
+/// Whether an error is numasim's own (an invariant broke: exit 3) rather
+/// than its input's (exit 2).
+fn is_internal(e: &anyhow::Error) -> bool {
+    use numasim::experiment::{capacity::CapacityError, run::RunError, sweep::SweepError};
+    e.chain().any(|c| {
+        c.downcast_ref::<RunError>()
+            .is_some_and(RunError::is_internal)
+            || c.downcast_ref::<SweepError>()
+                .is_some_and(SweepError::is_internal)
+            || c.downcast_ref::<CapacityError>()
+                .is_some_and(CapacityError::is_internal)
+            || c.downcast_ref::<numasim::sim::SimError>()
+                .is_some_and(numasim::sim::SimError::is_internal)
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
@@ -579,6 +595,14 @@ fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
 
 fn run_scenario(a: RunArgs) -> Result<i32> {
     use numasim::experiment::run;
+    if let Some(p) = a.cost_platform.as_deref().filter(|p| *p != "slit") {
+        let spec = numasim::experiment::scenario::CostSpec {
+            platform: Some(p.to_string()),
+            ..Default::default()
+        };
+        spec.calibration()
+            .map_err(|m| anyhow::anyhow!("--cost-platform: {m}"))?;
+    }
     let ov = run::Overrides {
         trace: a.trace,
         flavors: a.flavors,
@@ -704,7 +728,7 @@ fn capacity(
         .iter()
         .map(|t| Target::parse(t))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|m| anyhow::anyhow!("--target {m}"))?;
     let pool = thread_pool(threads)?;
     let plan = pool.install(|| {
         capacity::plan(&scenario, &targets, policy.as_deref(), max_hosts, &|n| {

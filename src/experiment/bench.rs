@@ -3,6 +3,7 @@
 //! second, fit calls per second and peak memory. The figures go to
 //! `benches/results/` with the machine they ran on.
 
+use crate::error::Locate;
 use crate::experiment::run::{self, Overrides, RunError};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -50,17 +51,16 @@ pub fn bench(
 ) -> Result<Vec<BenchRow>, RunError> {
     let base = run::prepare(scenario_file, &Overrides::default())?;
     if base.scenario.workload.synthetic.is_none() && !guests.is_empty() {
-        return Err(RunError(format!(
-            "{}: --guests needs a synthetic workload",
-            scenario_file.display()
-        )));
+        return Err(
+            RunError::input("guest counts need a synthetic workload").in_file(&scenario_file)
+        );
     }
     let names: Vec<String> = base.scenario.policies.iter().map(|p| p.name()).collect();
     let chosen: Vec<usize> = match policy {
         None => (0..names.len()).collect(),
         Some(p) => vec![names.iter().position(|n| n == p).ok_or_else(|| {
-            RunError(format!(
-                "--policy `{p}`: the scenario's policies are {}",
+            RunError::input(format!(
+                "policy `{p}`: the scenario's policies are {}",
                 names.join(", ")
             ))
         })?],

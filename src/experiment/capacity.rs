@@ -14,8 +14,20 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CapacityError(pub String);
+pub enum CapacityError {
+    #[error("{0}")]
+    Input(String),
+    /// A run failed (its error says whether the input or numasim is at fault).
+    #[error("{context}{error}")]
+    Run { context: String, error: RunError },
+}
+
+impl CapacityError {
+    /// Whether numasim itself is at fault (exit 3).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, CapacityError::Run { error, .. } if error.is_internal())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bound {
@@ -70,14 +82,12 @@ impl Target {
         } else if let Some((m, v)) = text.split_once(">=") {
             (m, Bound::AtLeast, v)
         } else {
-            return Err(format!(
-                "--target `{text}`: expected METRIC<=VALUE or METRIC>=VALUE"
-            ));
+            return Err(format!("`{text}`: expected METRIC<=VALUE or METRIC>=VALUE"));
         };
         let metric = metric.trim();
         if !TARGET_METRICS.contains(&metric) {
             return Err(format!(
-                "--target `{text}`: unknown metric `{metric}`; expected one of {}",
+                "`{text}`: unknown metric `{metric}`; expected one of {}",
                 TARGET_METRICS.join(", ")
             ));
         }
@@ -86,7 +96,7 @@ impl Target {
             .parse()
             .ok()
             .filter(|v: &f64| v.is_finite())
-            .ok_or_else(|| format!("--target `{text}`: `{}` is not a number", value.trim()))?;
+            .ok_or_else(|| format!("`{text}`: `{}` is not a number", value.trim()))?;
         Ok(Target {
             metric: metric.to_string(),
             bound,
@@ -138,9 +148,12 @@ pub fn plan(
     max_hosts: Option<usize>,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Plan, CapacityError> {
-    let e = |RunError(m)| CapacityError(m);
+    let e = |error| CapacityError::Run {
+        context: String::new(),
+        error,
+    };
     if targets.is_empty() {
-        return Err(CapacityError("give at least one --target".into()));
+        return Err(CapacityError::Input("give at least one --target".into()));
     }
     let base = run::prepare(path, &Overrides::default()).map_err(e)?;
     let mut scenario: Scenario = base.scenario.clone();
@@ -148,8 +161,8 @@ pub fn plan(
     let chosen = match policy {
         None => 0,
         Some(p) => names.iter().position(|n| n == p).ok_or_else(|| {
-            CapacityError(format!(
-                "--policy `{p}`: the scenario's policies are {}",
+            CapacityError::Input(format!(
+                "policy `{p}`: the scenario's policies are {}",
                 names.join(", ")
             ))
         })?,
@@ -181,7 +194,7 @@ pub fn plan(
                 .filter_map(|r| metric_value(&r.metrics, &t.metric))
                 .collect();
             cis.push(mean_ci95(&values).ok_or_else(|| {
-                CapacityError(format!("{}: no finite values at {n} hosts", t.metric))
+                CapacityError::Input(format!("{}: no finite values at {n} hosts", t.metric))
             })?);
         }
         let pass = targets.iter().zip(&cis).all(|(t, ci)| t.met(ci));
@@ -203,7 +216,7 @@ pub fn plan(
         let mut n = start;
         loop {
             if n >= max_hosts {
-                return Err(CapacityError(format!(
+                return Err(CapacityError::Input(format!(
                     "no fleet of up to {max_hosts} hosts meets {} (raise --max-hosts)",
                     targets
                         .iter()

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 fn err<T>(m: impl Into<String>) -> Result<T, RunError> {
-    Err(RunError(m.into()))
+    Err(RunError::input(m.into()))
 }
 
 /// The scenario's hosts (node lists expanded into the scenario's fleet
@@ -64,10 +64,10 @@ fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunErro
     } else if let Some(f) = &entry.file {
         let path = base.join(f);
         load_host(path.to_str().unwrap_or(f), None)
-            .map_err(|e| RunError(format!("fleet[{idx}].file: {e}")))?
+            .map_err(|e| RunError::input(format!("fleet[{idx}].file: {e}")))?
     } else if let Some(s) = &entry.synthetic {
         s.build()
-            .map_err(|e| RunError(format!("fleet[{idx}].{e}")))?
+            .map_err(|e| RunError::input(format!("fleet[{idx}].{e}")))?
     } else {
         return err(format!("fleet[{idx}]: no host source"));
     };
@@ -79,7 +79,7 @@ fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunErro
             .map(|t| {
                 parse_cpu_list(t)
                     .map(|l| l.into_iter().collect())
-                    .map_err(|m| RunError(format!("fleet[{idx}].config.{key}: {m}")))
+                    .map_err(|m| RunError::input(format!("fleet[{idx}].config.{key}: {m}")))
             })
             .transpose()
     };
@@ -89,7 +89,7 @@ fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunErro
     host.config.ram_allocation_ratio = c.ram_allocation_ratio;
     host.config.reserved_host_memory_mb = c.reserved_host_memory_mb;
     host.validate()
-        .map_err(|e| RunError(format!("fleet[{idx}].config: {e}")))?;
+        .map_err(|e| RunError::input(format!("fleet[{idx}].config: {e}")))?;
     Ok(host)
 }
 
@@ -134,16 +134,16 @@ fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunErro
         let path = base.join(&nodes.file);
         let shown = path.display();
         let f = std::fs::File::open(&path)
-            .map_err(|e| RunError(format!("fleet[{i}].nodes.file {shown}: {e}")))?;
+            .map_err(|e| RunError::input(format!("fleet[{i}].nodes.file {shown}: {e}")))?;
         let mut r = csv::Reader::from_reader(std::io::BufReader::new(f));
         let headers = r
             .headers()
-            .map_err(|e| RunError(format!("{shown}: {e}")))?
+            .map_err(|e| RunError::input(format!("{shown}: {e}")))?
             .clone();
         let NodeListFormat::AlibabaGpu2023 = nodes.format;
         let col = |name: &str| {
             headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-                RunError(format!(
+                RunError::input(format!(
                     "{shown}: line 1: header lacks `{name}`; expected sn,cpu_milli,memory_mib,gpu,model"
                 ))
             })
@@ -151,7 +151,7 @@ fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunErro
         let (c_cpu, c_mem) = (col("cpu_milli")?, col("memory_mib")?);
         let mut sizes: Vec<((u64, u64), usize)> = Vec::new();
         for rec in r.records() {
-            let rec = rec.map_err(|e| RunError(format!("{shown}: {e}")))?;
+            let rec = rec.map_err(|e| RunError::input(format!("{shown}: {e}")))?;
             let line = rec.position().map_or(0, |p| p.line());
             let num = |c: usize, what: &str| -> Result<u64, RunError> {
                 let v = rec.get(c).unwrap_or("").trim();
@@ -160,7 +160,7 @@ fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunErro
                     .filter(|x| x.is_finite() && *x > 0.0)
                     .map(|x| x.round() as u64)
                     .ok_or_else(|| {
-                        RunError(format!(
+                        RunError::input(format!(
                             "{shown}: line {line}: {what} `{v}` is not a positive number"
                         ))
                     })

@@ -3,13 +3,14 @@
 //! `summary.csv` and `timeseries.csv`. This is the edge: it reads and
 //! writes files; the simulation itself happens in `sim`.
 
+use crate::error::{Locate, Location, ResultExt};
 use crate::experiment::scenario::Scenario;
 use crate::request::Flavor;
 use crate::sim::fleet::SimHost;
 use crate::sim::metrics::{MetricsCollector, RunMetrics, Sample};
 use crate::sim::{SimConfig, Simulation};
 use crate::workload::synthetic::SyntheticStream;
-use crate::workload::trace::{Catalog, TraceReader, read_catalog};
+use crate::workload::trace::{Catalog, open_catalog, open_trace};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,12 +30,75 @@ pub struct Overrides {
     pub cost_platform: Option<String>,
 }
 
+/// Why a scenario could not be prepared or run.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RunError(pub String);
+pub enum RunError {
+    /// Bad input: what was expected, and where.
+    #[error("{at}{message}")]
+    Input { at: Location, message: String },
+    /// numasim's own invariant broke (exit code 3, not 2).
+    #[error("{at}{message} (a numasim bug)")]
+    Internal { at: Location, message: String },
+}
 
-fn err<T>(m: impl Into<String>) -> Result<T, RunError> {
-    Err(RunError(m.into()))
+impl RunError {
+    pub fn input(message: impl std::fmt::Display) -> RunError {
+        RunError::Input {
+            at: Location::default(),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn internal(message: impl std::fmt::Display) -> RunError {
+        RunError::Internal {
+            at: Location::default(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A CSV problem, with its line.
+    pub fn csv(e: crate::workload::trace::CsvError) -> RunError {
+        RunError::Input {
+            at: Location {
+                line: e.line,
+                ..Location::default()
+            },
+            message: e.message,
+        }
+    }
+
+    /// A simulation error: the trace's (bad input, with its line) or the
+    /// engine's own (internal).
+    pub fn sim(e: crate::sim::SimError) -> RunError {
+        match e {
+            crate::sim::SimError::Trace(t) => RunError::csv(t),
+            other if other.is_internal() => RunError::internal(other),
+            other => RunError::input(other),
+        }
+    }
+
+    /// Whether numasim itself is at fault (exit 3) rather than its input (exit 2).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, RunError::Internal { .. })
+    }
+}
+
+impl From<crate::workload::trace::FileError> for RunError {
+    fn from(e: crate::workload::trace::FileError) -> RunError {
+        use crate::workload::trace::FileError;
+        match e {
+            FileError::Io { path, source } => RunError::input(source).in_file(&path),
+            FileError::Csv { path, error } => RunError::csv(error).in_file(&path),
+        }
+    }
+}
+
+impl Locate for RunError {
+    fn location_mut(&mut self) -> &mut Location {
+        match self {
+            RunError::Input { at, .. } | RunError::Internal { at, .. } => at,
+        }
+    }
 }
 
 /// One (policy, seed) run's results.
@@ -75,10 +139,8 @@ pub struct Prepared {
 }
 
 pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
-    let scenario =
-        Scenario::parse(&text).map_err(|e| RunError(format!("{}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| RunError::input(e).in_file(&path))?;
+    let scenario = Scenario::parse(&text).map_err(|e| RunError::input(e).in_file(&path))?;
     prepare_scenario(scenario, path, ov)
 }
 
@@ -96,18 +158,15 @@ pub fn prepare_scenario(
     if let Some(platform) = &ov.cost_platform {
         scenario.cost.calibration.clear();
         scenario.cost.platform = (platform != "slit").then(|| platform.clone());
-        scenario
-            .cost
-            .calibration()
-            .map_err(|e| RunError(format!("--cost-platform: {e}")))?;
+        scenario.cost.calibration().map_err(RunError::input)?;
     }
-    let hosts = super::fleet::build_fleet(&mut scenario, &base, ov.hosts)?;
+    let hosts = super::fleet::build_fleet(&mut scenario, &base, ov.hosts).in_file(path)?;
     if hosts.is_empty() {
-        return err(format!("{}: the fleet has no hosts", path.display()));
+        return Err(RunError::input(format!("the fleet has no hosts")).in_file(&path));
     }
     let catalog = match (&ov.flavors, &scenario.flavors.file) {
-        (Some(p), _) => read_catalog_file(p)?,
-        (None, Some(f)) => read_catalog_file(&base.join(f))?,
+        (Some(p), _) => open_catalog(p)?,
+        (None, Some(f)) => open_catalog(&base.join(f))?,
         (None, None) => Catalog::new(
             scenario
                 .flavors
@@ -116,7 +175,7 @@ pub fn prepare_scenario(
                 .map(|f| {
                     let specs =
                         crate::workload::trace::parse_pairs(&f.extra_specs).map_err(|m| {
-                            RunError(format!(
+                            RunError::input(format!(
                                 "{}: flavors.list `{}`: {m}",
                                 path.display(),
                                 f.name
@@ -131,48 +190,48 @@ pub fn prepare_scenario(
                 })
                 .collect::<Result<Vec<_>, RunError>>()?,
         )
-        .map_err(|m| RunError(format!("{}: flavors: {m}", path.display())))?,
+        .map_err(|m| RunError::input(format!("flavors: {m}")).in_file(&path))?,
     };
     for name in scenario.flavors.growth.keys() {
         if name != "*" && catalog.position(name).is_none() {
-            return err(format!(
-                "{}: flavors.growth names unknown flavor `{name}`",
-                path.display()
-            ));
+            return Err(
+                RunError::input(format!("flavors.growth names unknown flavor `{name}`"))
+                    .in_file(&path),
+            );
         }
     }
     for (i, p) in scenario.policies.iter().enumerate() {
         for name in p.manual.keys() {
             if name != "*" && catalog.position(name).is_none() {
-                return err(format!(
-                    "{}: policies[{i}].manual names unknown flavor `{name}`",
-                    path.display()
-                ));
+                return Err(RunError::input(format!(
+                    "policies[{i}].manual names unknown flavor `{name}`"
+                ))
+                .in_file(&path));
             }
         }
     }
     let (catalog, shapes) = crate::workload::shapes::add_shapes(catalog, &scenario.flavors.shapes)
-        .map_err(|m| RunError(format!("{}: flavors.shapes: {m}", path.display())))?;
+        .map_err(|m| RunError::input(format!("flavors.shapes: {m}")).in_file(&path))?;
     let default_touched = scenario.flavors.default_touched_fraction;
     if !(0.0..=1.0).contains(&default_touched) {
-        return err(format!(
-            "{}: flavors.default_touched_fraction = {default_touched}: expected a fraction in [0, 1]",
-            path.display()
-        ));
+        return Err(RunError::input(format!(
+            "flavors.default_touched_fraction = {default_touched}: expected a fraction in [0, 1]"
+        ))
+        .in_file(&path));
     }
     let mut touched = vec![default_touched; catalog.flavors.len()];
     for (name, frac) in &scenario.flavors.touched_fraction {
         let Some(i) = catalog.position(name) else {
-            return err(format!(
-                "{}: flavors.touched_fraction names unknown flavor `{name}`",
-                path.display()
-            ));
+            return Err(RunError::input(format!(
+                "flavors.touched_fraction names unknown flavor `{name}`"
+            ))
+            .in_file(&path));
         };
         if !(0.0..=1.0).contains(frac) {
-            return err(format!(
-                "{}: flavors.touched_fraction.{name} = {frac}: expected a fraction in [0, 1]",
-                path.display()
-            ));
+            return Err(RunError::input(format!(
+                "flavors.touched_fraction.{name} = {frac}: expected a fraction in [0, 1]"
+            ))
+            .in_file(&path));
         }
         touched[i] = *frac;
     }
@@ -187,12 +246,10 @@ pub fn prepare_scenario(
         && ov.trace.is_none()
     {
         let tpath = base.join(&spec.trace);
-        let f = std::fs::File::open(&tpath)
-            .map_err(|e| RunError(format!("workload.twin.trace {}: {e}", tpath.display())))?;
-        let reader = TraceReader::new(std::io::BufReader::new(f), &catalog, false)
-            .map_err(|e| RunError(format!("{}: {e}", tpath.display())))?;
+        let reader = open_trace(&tpath, &catalog, false)
+            .map_err(|e| RunError::from(e).at_key("workload.twin.trace"))?;
         let twin = crate::workload::twin::fit(reader, &catalog, spec.load, spec.guests)
-            .map_err(|e| RunError(format!("{}: {e}", tpath.display())))?;
+            .map_err(|e| RunError::input(e).in_file(&tpath))?;
         twin_report = Some(format!(
             "twin of {}: {} guests at {:.2} arrivals/h (trace: {:.2}/h x load {}), lifetimes {}",
             tpath.display(),
@@ -209,10 +266,10 @@ pub fn prepare_scenario(
     {
         for name in syn.mix.keys() {
             if catalog.position(name).is_none() {
-                return err(format!(
-                    "{}: workload.synthetic.mix names unknown flavor `{name}`",
-                    path.display()
-                ));
+                return Err(RunError::input(format!(
+                    "workload.synthetic.mix names unknown flavor `{name}`"
+                ))
+                .in_file(&path));
             }
         }
     }
@@ -231,9 +288,9 @@ pub fn prepare_scenario(
                 rebalancing: spec.rebalancing.clone(),
                 memory_mode: Some(spec.memory_mode),
             };
-            ov.registry
-                .build(&spec.placement, &params)
-                .map_err(|e| RunError(format!("{}: policies[{i}].placement: {e}", path.display())))
+            ov.registry.build(&spec.placement, &params).map_err(|e| {
+                RunError::input(format!("policies[{i}].placement: {e}")).in_file(&path)
+            })
         })
         .collect::<Result<Vec<_>, RunError>>()?;
     Ok(Prepared {
@@ -288,11 +345,6 @@ fn numatunes(
             })
         })
         .collect()
-}
-
-fn read_catalog_file(p: &Path) -> Result<Catalog, RunError> {
-    let f = std::fs::File::open(p).map_err(|e| RunError(format!("{}: {e}", p.display())))?;
-    read_catalog(std::io::BufReader::new(f)).map_err(|e| RunError(format!("{}: {e}", p.display())))
 }
 
 impl Prepared {
@@ -391,20 +443,8 @@ impl Prepared {
         >,
         RunError,
     > {
-        let e = |m: String| RunError(m);
         Ok(match &self.trace {
-            Some(path) => {
-                let f =
-                    std::fs::File::open(path).map_err(|x| e(format!("{}: {x}", path.display())))?;
-                Box::new(
-                    TraceReader::new(
-                        std::io::BufReader::new(f),
-                        &self.catalog,
-                        self.skip_bad_rows,
-                    )
-                    .map_err(|x| e(format!("{}: {x}", path.display())))?,
-                )
-            }
+            Some(path) => Box::new(open_trace(path, &self.catalog, self.skip_bad_rows)?),
             None => Box::new(self.synthetic_stream(seed)),
         })
     }
@@ -433,7 +473,7 @@ impl Prepared {
             fit_mode: spec.fit_mode,
             memory_mode: Some(spec.memory_mode),
             touched_fraction: self.touched.clone(),
-            calibration: self.scenario.cost.calibration().map_err(RunError)?,
+            calibration: self.scenario.cost.calibration().map_err(RunError::input)?,
             numa_aware_guests: self.scenario.cost.numa_aware_guests,
             policy: self.placements[policy].clone(),
             growth: self.growth.clone(),
@@ -496,28 +536,31 @@ impl Prepared {
             }
         }
         let mut sim = self.simulation(policy, seed)?;
-        let e = |m: String| RunError(m);
+        let at_trace = |e: RunError| match &self.trace {
+            Some(path) => e.in_file(path),
+            None => e,
+        };
         let rows = self.rows(seed)?;
         let mut quiet = Quiet;
         let mut first_ids = Vec::new();
         for row in rows {
-            let row = self.shaped(row.map_err(|x| e(x.to_string()))?, seed);
+            let row = self.shaped(row.map_err(|x| at_trace(RunError::csv(x)))?, seed);
             if first_ids.len() < 3 {
                 first_ids.push(row.id.clone());
             }
             if row.id == id {
                 sim.advance_to(row.arrival_s, false, &mut quiet)
-                    .map_err(|x| e(x.to_string()))?;
+                    .map_err(RunError::sim)?;
                 let explanation = sim.explain(&row);
                 let mut decided = Decided(String::new(), spec_placement.clone());
                 sim.run_arrivals(std::iter::once(Ok(row)), &mut decided)
-                    .map_err(|x| e(x.to_string()))?;
+                    .map_err(RunError::sim)?;
                 return Ok((explanation, decided.0));
             }
             sim.run_arrivals(std::iter::once(Ok(row)), &mut quiet)
-                .map_err(|x| e(x.to_string()))?;
+                .map_err(RunError::sim)?;
         }
-        Err(e(format!(
+        Err(RunError::input(format!(
             "guest `{id}` is not in the workload (its ids look like {})",
             first_ids.join(", ")
         )))
@@ -539,21 +582,12 @@ impl Prepared {
         let mut skipped = 0;
         match &self.trace {
             Some(path) => {
-                let f = std::fs::File::open(path)
-                    .map_err(|e| RunError(format!("{}: {e}", path.display())))?;
-                let mut reader = TraceReader::new(
-                    std::io::BufReader::new(f),
-                    &self.catalog,
-                    self.skip_bad_rows,
-                )
-                .map_err(|e| RunError(format!("{}: {e}", path.display())))?;
+                let mut reader = open_trace(path, &self.catalog, self.skip_bad_rows)?;
                 let rows = (&mut reader)
                     .take_while(|r| r.as_ref().map_or(true, |row| row.arrival_s <= horizon))
                     .map(|r| r.map(|row| self.shaped(row, seed)));
-                sim.run_arrivals(rows, &mut metrics).map_err(|e| match e {
-                    crate::sim::SimError::Trace(t) => RunError(format!("{}: {t}", path.display())),
-                    other => RunError(other.to_string()),
-                })?;
+                sim.run_arrivals(rows, &mut metrics)
+                    .map_err(|e| RunError::sim(e).in_file(path))?;
                 skipped = reader.skipped;
             }
             None => {
@@ -562,18 +596,17 @@ impl Prepared {
                     stream.map(|r| r.map(|row| self.shaped(row, seed))),
                     &mut metrics,
                 )
-                .map_err(|e| RunError(e.to_string()))?;
+                .map_err(RunError::sim)?;
             }
         }
         metrics.close_at(sim.now);
         let end = sim.now;
-        sim.drain(&mut metrics)
-            .map_err(|e| RunError(e.to_string()))?;
+        sim.drain(&mut metrics).map_err(RunError::sim)?;
         if !sim.accounting_ok() {
-            return err(format!(
-                "{} seed {seed}: usage accounting drifted (a numasim bug)",
+            return Err(RunError::internal(format!(
+                "{} seed {seed}: usage accounting drifted",
                 spec.name()
-            ));
+            )));
         }
         let rejections = metrics.rejections.take().unwrap_or_default();
         let (metrics, samples) = metrics.finish(end, sim.fit_calls);

@@ -18,11 +18,23 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SweepError(pub String);
+pub enum SweepError {
+    #[error("{0}")]
+    Input(String),
+    /// A run failed (its error says whether the input or numasim is at fault).
+    #[error("{context}{error}")]
+    Run { context: String, error: RunError },
+}
+
+impl SweepError {
+    /// Whether numasim itself is at fault (exit 3).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, SweepError::Run { error, .. } if error.is_internal())
+    }
+}
 
 fn fail<T>(m: impl Into<String>) -> Result<T, SweepError> {
-    Err(SweepError(m.into()))
+    Err(SweepError::Input(m.into()))
 }
 
 /// The sweep file (TOML).
@@ -109,7 +121,7 @@ pub fn value_text(v: &toml::Value) -> String {
 /// Parses `I/N` (0-based I).
 pub fn parse_shard(text: &str) -> Result<(usize, usize), SweepError> {
     let bad = || {
-        SweepError(format!(
+        SweepError::Input(format!(
             "--shard `{text}`: expected I/N with 0 <= I < N, e.g. 0/4"
         ))
     };
@@ -304,19 +316,20 @@ impl Sweep {
     /// Reads the sweep file and its scenario, and resolves every point.
     pub fn load(path: &Path) -> Result<Sweep, SweepError> {
         let shown = path.display();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| SweepError(format!("{shown}: {e}")))?;
-        let spec = SweepSpec::parse(&text).map_err(|m| SweepError(format!("{shown}: {m}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SweepError::Input(format!("{shown}: {e}")))?;
+        let spec =
+            SweepSpec::parse(&text).map_err(|m| SweepError::Input(format!("{shown}: {m}")))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let scenario_path = dir.join(&spec.scenario);
         let scenario_text = std::fs::read_to_string(&scenario_path).map_err(|e| {
-            SweepError(format!(
+            SweepError::Input(format!(
                 "{shown}: scenario {}: {e}",
                 scenario_path.display()
             ))
         })?;
         let base: toml::Value = toml::from_str(&scenario_text).map_err(|e| {
-            SweepError(format!(
+            SweepError::Input(format!(
                 "{}: {}",
                 scenario_path.display(),
                 e.to_string().trim_end()
@@ -324,7 +337,7 @@ impl Sweep {
         })?;
         let (params, points) = spec
             .expand()
-            .map_err(|m| SweepError(format!("{shown}: {m}")))?;
+            .map_err(|m| SweepError::Input(format!("{shown}: {m}")))?;
         let mut prepared = Vec::with_capacity(points.len());
         let mut runs = Vec::new();
         let mut run_digests = Vec::new();
@@ -337,12 +350,13 @@ impl Sweep {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let (doc, hosts) = apply_point(&base, point)
-                .map_err(|m| SweepError(format!("{shown}: point {pi} ({}): {m}", describe())))?;
+            let (doc, hosts) = apply_point(&base, point).map_err(|m| {
+                SweepError::Input(format!("{shown}: point {pi} ({}): {m}", describe()))
+            })?;
             let resolved =
-                toml::to_string(&doc).map_err(|e| SweepError(format!("{shown}: {e}")))?;
+                toml::to_string(&doc).map_err(|e| SweepError::Input(format!("{shown}: {e}")))?;
             let mut scenario = Scenario::parse(&resolved).map_err(|e| {
-                SweepError(format!(
+                SweepError::Input(format!(
                     "{shown}: point {pi} ({}) makes the scenario invalid: {e}",
                     describe()
                 ))
@@ -356,10 +370,12 @@ impl Sweep {
                 hosts,
                 ..Overrides::default()
             };
-            let p =
-                run::prepare_scenario(scenario, &scenario_path, &ov).map_err(|RunError(m)| {
-                    SweepError(format!("{shown}: point {pi} ({}): {m}", describe()))
-                })?;
+            let p = run::prepare_scenario(scenario, &scenario_path, &ov).map_err(|error| {
+                SweepError::Run {
+                    context: format!("{shown}: point {pi} ({}): ", describe()),
+                    error,
+                }
+            })?;
             // The flavors file is an input of every run; the trace file is
             // named (not hashed: it may be gigabytes).
             let flavors_text = p
@@ -444,7 +460,7 @@ impl Sweep {
         progress: &(dyn Fn() + Sync),
     ) -> Result<usize, SweepError> {
         std::fs::create_dir_all(out.join("runs"))
-            .map_err(|e| SweepError(format!("{}: cannot create: {e}", out.display())))?;
+            .map_err(|e| SweepError::Input(format!("{}: cannot create: {e}", out.display())))?;
         let manifest = Manifest {
             name: self.spec.name.clone(),
             digest: self.digest.clone(),
@@ -464,7 +480,10 @@ impl Sweep {
                 let key = &self.runs[r];
                 let result = self.prepared[key.point]
                     .run_one(key.policy, key.seed)
-                    .map_err(|RunError(m)| SweepError(format!("run {r}: {m}")))?;
+                    .map_err(|error| SweepError::Run {
+                        context: format!("run {r}: "),
+                        error,
+                    })?;
                 let rec = self.record(key, &result);
                 write_atomically(
                     &Self::record_path(out, r),
@@ -616,7 +635,8 @@ pub fn aggregated_metrics() -> impl Iterator<Item = &'static str> {
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    crate::report::output::write_atomically(path, bytes).map_err(|e| SweepError(e.to_string()))
+    crate::report::output::write_atomically(path, bytes)
+        .map_err(|e| SweepError::Input(e.to_string()))
 }
 
 /// The sweep's CSVs, assembled from complete records.
@@ -732,27 +752,27 @@ fn groups(records: &[RunRecord]) -> Vec<Vec<usize>> {
 pub fn read_dir_records(dir: &Path) -> Result<(Manifest, Vec<RunRecord>), SweepError> {
     let mpath = dir.join("sweep.json");
     let text = std::fs::read_to_string(&mpath).map_err(|e| {
-        SweepError(format!(
+        SweepError::Input(format!(
             "{}: {e} (not a sweep output directory?)",
             mpath.display()
         ))
     })?;
-    let manifest: Manifest =
-        serde_json::from_str(&text).map_err(|e| SweepError(format!("{}: {e}", mpath.display())))?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| SweepError::Input(format!("{}: {e}", mpath.display())))?;
     let mut records = Vec::new();
     let runs_dir = dir.join("runs");
     let entries = std::fs::read_dir(&runs_dir)
-        .map_err(|e| SweepError(format!("{}: {e}", runs_dir.display())))?;
+        .map_err(|e| SweepError::Input(format!("{}: {e}", runs_dir.display())))?;
     let mut names: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     names.sort();
     for p in names {
-        let text =
-            std::fs::read_to_string(&p).map_err(|e| SweepError(format!("{}: {e}", p.display())))?;
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| SweepError::Input(format!("{}: {e}", p.display())))?;
         let rec: RunRecord = serde_json::from_str(&text)
-            .map_err(|e| SweepError(format!("{}: not a run record: {e}", p.display())))?;
+            .map_err(|e| SweepError::Input(format!("{}: not a run record: {e}", p.display())))?;
         records.push(rec);
     }
     Ok((manifest, records))

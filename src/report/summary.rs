@@ -1,6 +1,7 @@
 //! What `numasim run` writes and prints: `summary.csv`, `timeseries.csv`,
 //! `rejections.csv`, `rejections_by_flavor.csv` and the comparison table.
 
+use crate::error::Locate;
 use crate::experiment::run::{Prepared, RunError, RunResult};
 use crate::sim::metrics::RunMetrics;
 use std::fmt::Write as _;
@@ -75,7 +76,7 @@ pub fn timeseries_csv(results: &[RunResult]) -> String {
 /// aggregated over the hosts.
 pub fn rejections_csv(results: &[RunResult], prepared: &Prepared) -> Result<String, RunError> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let io = |e: csv::Error| RunError(format!("rejections.csv: {e}"));
+    let io = |e: csv::Error| RunError::input(format!("rejections.csv: {e}"));
     w.write_record(["policy", "seed", "guest", "arrival_s", "flavor", "reason"])
         .map_err(io)?;
     for r in results {
@@ -93,8 +94,8 @@ pub fn rejections_csv(results: &[RunResult], prepared: &Prepared) -> Result<Stri
     }
     let bytes = w
         .into_inner()
-        .map_err(|e| RunError(format!("rejections.csv: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| RunError(format!("rejections.csv: {e}")))
+        .map_err(|e| RunError::input(format!("rejections.csv: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| RunError::input(format!("rejections.csv: {e}")))
 }
 
 pub fn rejections_by_flavor_csv(results: &[RunResult]) -> String {
@@ -169,10 +170,14 @@ pub fn write_run(
     results: &[RunResult],
 ) -> Result<(), RunError> {
     use super::output::write_atomically;
-    let io = |e: super::output::OutputError| RunError(e.to_string());
+    let io = |e: super::output::OutputError| RunError::input(e);
     std::fs::create_dir_all(out)
-        .map_err(|e| RunError(format!("{}: cannot create: {e}", out.display())))?;
-    let cal = prepared.scenario.cost.calibration().map_err(RunError)?;
+        .map_err(|e| RunError::input(format!("cannot create: {e}")).in_file(&out))?;
+    let cal = prepared
+        .scenario
+        .cost
+        .calibration()
+        .map_err(RunError::input)?;
     let cost_model = if cal.is_default() {
         "slit/10"
     } else {

@@ -85,7 +85,7 @@ pub fn draw_all(
     let x = x_param(manifest, records, plot);
     let groups = series_groups(manifest, records, x);
     let draw = |chart: &Chart, file: &str| {
-        write_chart(chart, &out.join(file)).map_err(|e| SweepError(e.to_string()))
+        write_chart(chart, &out.join(file)).map_err(|e| SweepError::Input(e.to_string()))
     };
     let mut written = Vec::new();
     let name = &manifest.name;

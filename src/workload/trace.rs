@@ -29,6 +29,51 @@ fn at(line: u64, message: impl Into<String>) -> CsvError {
     }
 }
 
+/// A catalog or trace file that could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {error}", path.display())]
+    Csv {
+        path: std::path::PathBuf,
+        error: CsvError,
+    },
+}
+
+fn open_file(path: &std::path::Path) -> Result<std::io::BufReader<std::fs::File>, FileError> {
+    std::fs::File::open(path)
+        .map(std::io::BufReader::new)
+        .map_err(|source| FileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Reads a flavor catalog file; errors name the file and line.
+pub fn open_catalog(path: &std::path::Path) -> Result<Catalog, FileError> {
+    read_catalog(open_file(path)?).map_err(|error| FileError::Csv {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Opens a trace file as a stream of rows (row errors carry their line;
+/// the caller names the file).
+pub fn open_trace<'c>(
+    path: &std::path::Path,
+    catalog: &'c Catalog,
+    skip_bad_rows: bool,
+) -> Result<TraceReader<'c, std::io::BufReader<std::fs::File>>, FileError> {
+    TraceReader::new(open_file(path)?, catalog, skip_bad_rows).map_err(|error| FileError::Csv {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
 /// Parses `key=value;key=value` (empty string = no pairs).
 pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();

@@ -17,7 +17,11 @@ pub fn shared(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared")
         .join(rel);
-    assert!(p.exists(), "{} is missing: this test needs ../shared", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: this test needs ../shared",
+        p.display()
+    );
     p
 }
 
