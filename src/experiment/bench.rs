@@ -52,7 +52,7 @@ pub fn bench(
     let base = run::prepare(scenario_file, &Overrides::default())?;
     if base.scenario.workload.synthetic.is_none() && !guests.is_empty() {
         return Err(
-            RunError::input("guest counts need a synthetic workload").in_file(&scenario_file)
+            RunError::input("guest counts need a synthetic workload").in_file(scenario_file)
         );
     }
     let names: Vec<String> = base.scenario.policies.iter().map(|p| p.name()).collect();

@@ -139,8 +139,8 @@ pub struct Prepared {
 }
 
 pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RunError::input(e).in_file(&path))?;
-    let scenario = Scenario::parse(&text).map_err(|e| RunError::input(e).in_file(&path))?;
+    let text = std::fs::read_to_string(path).map_err(|e| RunError::input(e).in_file(path))?;
+    let scenario = Scenario::parse(&text).map_err(|e| RunError::input(e).in_file(path))?;
     prepare_scenario(scenario, path, ov)
 }
 
@@ -162,7 +162,7 @@ pub fn prepare_scenario(
     }
     let hosts = super::fleet::build_fleet(&mut scenario, &base, ov.hosts).in_file(path)?;
     if hosts.is_empty() {
-        return Err(RunError::input(format!("the fleet has no hosts")).in_file(&path));
+        return Err(RunError::input("the fleet has no hosts".to_string()).in_file(path));
     }
     let catalog = match (&ov.flavors, &scenario.flavors.file) {
         (Some(p), _) => open_catalog(p)?,
@@ -190,13 +190,13 @@ pub fn prepare_scenario(
                 })
                 .collect::<Result<Vec<_>, RunError>>()?,
         )
-        .map_err(|m| RunError::input(format!("flavors: {m}")).in_file(&path))?,
+        .map_err(|m| RunError::input(format!("flavors: {m}")).in_file(path))?,
     };
     for name in scenario.flavors.growth.keys() {
         if name != "*" && catalog.position(name).is_none() {
             return Err(
                 RunError::input(format!("flavors.growth names unknown flavor `{name}`"))
-                    .in_file(&path),
+                    .in_file(path),
             );
         }
     }
@@ -206,18 +206,18 @@ pub fn prepare_scenario(
                 return Err(RunError::input(format!(
                     "policies[{i}].manual names unknown flavor `{name}`"
                 ))
-                .in_file(&path));
+                .in_file(path));
             }
         }
     }
     let (catalog, shapes) = crate::workload::shapes::add_shapes(catalog, &scenario.flavors.shapes)
-        .map_err(|m| RunError::input(format!("flavors.shapes: {m}")).in_file(&path))?;
+        .map_err(|m| RunError::input(format!("flavors.shapes: {m}")).in_file(path))?;
     let default_touched = scenario.flavors.default_touched_fraction;
     if !(0.0..=1.0).contains(&default_touched) {
         return Err(RunError::input(format!(
             "flavors.default_touched_fraction = {default_touched}: expected a fraction in [0, 1]"
         ))
-        .in_file(&path));
+        .in_file(path));
     }
     let mut touched = vec![default_touched; catalog.flavors.len()];
     for (name, frac) in &scenario.flavors.touched_fraction {
@@ -225,13 +225,13 @@ pub fn prepare_scenario(
             return Err(RunError::input(format!(
                 "flavors.touched_fraction names unknown flavor `{name}`"
             ))
-            .in_file(&path));
+            .in_file(path));
         };
         if !(0.0..=1.0).contains(frac) {
             return Err(RunError::input(format!(
                 "flavors.touched_fraction.{name} = {frac}: expected a fraction in [0, 1]"
             ))
-            .in_file(&path));
+            .in_file(path));
         }
         touched[i] = *frac;
     }
@@ -269,7 +269,7 @@ pub fn prepare_scenario(
                 return Err(RunError::input(format!(
                     "workload.synthetic.mix names unknown flavor `{name}`"
                 ))
-                .in_file(&path));
+                .in_file(path));
             }
         }
     }
@@ -288,9 +288,9 @@ pub fn prepare_scenario(
                 rebalancing: spec.rebalancing.clone(),
                 memory_mode: Some(spec.memory_mode),
             };
-            ov.registry.build(&spec.placement, &params).map_err(|e| {
-                RunError::input(format!("policies[{i}].placement: {e}")).in_file(&path)
-            })
+            ov.registry
+                .build(&spec.placement, &params)
+                .map_err(|e| RunError::input(format!("policies[{i}].placement: {e}")).in_file(path))
         })
         .collect::<Result<Vec<_>, RunError>>()?;
     Ok(Prepared {

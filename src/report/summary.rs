@@ -172,7 +172,7 @@ pub fn write_run(
     use super::output::write_atomically;
     let io = |e: super::output::OutputError| RunError::input(e);
     std::fs::create_dir_all(out)
-        .map_err(|e| RunError::input(format!("cannot create: {e}")).in_file(&out))?;
+        .map_err(|e| RunError::input(format!("cannot create: {e}")).in_file(out))?;
     let cal = prepared
         .scenario
         .cost
