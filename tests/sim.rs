@@ -23,7 +23,7 @@ struct Record {
     costs: Vec<(f64, f64, bool)>,
     spilled: Vec<f64>,
     invariant_broken: bool,
-    growth: Vec<numasim::sim::engine::GrowthOutcome>,
+    growth: Vec<numasim::sim::observer::GrowthOutcome>,
     /// (time, trace row, whether numad moved it, MB migrated).
     rebalanced: Vec<(f64, usize, bool, f64)>,
 }
@@ -48,7 +48,7 @@ impl Observer for Record {
         &mut self,
         _t: f64,
         _row: usize,
-        outcome: numasim::sim::engine::GrowthOutcome,
+        outcome: numasim::sim::observer::GrowthOutcome,
         _sim: &Simulation,
     ) {
         self.growth.push(outcome);
@@ -57,7 +57,7 @@ impl Observer for Record {
         &mut self,
         t: f64,
         row: usize,
-        r: numasim::sim::engine::Rebalanced,
+        r: numasim::sim::observer::Rebalanced,
         sim: &Simulation,
     ) {
         self.rebalanced.push((t, row, r.moved, r.migrated_mb));
@@ -103,7 +103,7 @@ fn simulate_full(
     placement: &'static str,
     manual: Vec<Option<numasim::sim::ManualTuning>>,
     touched_fraction: Vec<f64>,
-    growth: Vec<Option<numasim::sim::engine::Growth>>,
+    growth: Vec<Option<numasim::sim::config::Growth>>,
 ) -> (Record, Simulation) {
     let setup = Setup {
         host: HOST,
@@ -127,7 +127,7 @@ struct Setup<'a> {
     placement: &'static str,
     manual: Vec<Option<numasim::sim::ManualTuning>>,
     touched_fraction: Vec<f64>,
-    growth: Vec<Option<numasim::sim::engine::Growth>>,
+    growth: Vec<Option<numasim::sim::config::Growth>>,
 }
 
 impl Setup<'_> {
@@ -362,7 +362,8 @@ fn autonuma_settles_vcpus_then_migrates_remote_pages_at_the_scan_rate() {
 
 #[test]
 fn growing_memory_kills_under_strict_and_spills_under_preferred() {
-    use numasim::sim::engine::{Growth, GrowthOutcome};
+    use numasim::sim::config::Growth;
+    use numasim::sim::observer::GrowthOutcome;
     // `float` (no NUMA topology) takes 2048 MB of each cell; then `mid`,
     // bound to cell 0 by Nova's fit (blind to the floating guest), touches
     // half its 3072 MB and later all of it: 1536 MB more on a cell with 512.

@@ -133,7 +133,7 @@ pub struct Prepared {
     /// How the twin workload was fitted, when the scenario has one.
     pub twin: Option<String>,
     /// Memory growth per catalog flavor (`flavors.growth`).
-    pub growth: Vec<Option<crate::sim::engine::Growth>>,
+    pub growth: Vec<Option<crate::sim::config::Growth>>,
     /// Each policy's placement policy, built from the registry.
     pub placements: Vec<Arc<dyn crate::sim::PlacementPolicy>>,
 }
@@ -313,12 +313,12 @@ pub fn prepare_scenario(
 fn growth_per_flavor(
     catalog: &Catalog,
     spec: &std::collections::BTreeMap<String, crate::experiment::scenario::GrowthSpec>,
-) -> Vec<Option<crate::sim::engine::Growth>> {
+) -> Vec<Option<crate::sim::config::Growth>> {
     catalog
         .per_flavor(spec)
         .into_iter()
         .map(|g| {
-            g.map(|g| crate::sim::engine::Growth {
+            g.map(|g| crate::sim::config::Growth {
                 to: g.to,
                 mean_delay_s: g.mean_delay_s,
             })

@@ -2,7 +2,8 @@
 //! measured window, per-guest costs, and a time series.
 
 use super::cost::GuestCost;
-use super::engine::{Decision, Observer, Simulation};
+use super::engine::Simulation;
+use super::observer::{Decision, Observer};
 use crate::workload::trace::TraceRow;
 use std::collections::BTreeMap;
 
@@ -276,7 +277,7 @@ impl Observer for MetricsCollector {
         &mut self,
         t: f64,
         _row: usize,
-        outcome: super::engine::GrowthOutcome,
+        outcome: super::observer::GrowthOutcome,
         sim: &Simulation,
     ) {
         // A kill frees its claims: the time-weighted state changes here.
@@ -288,17 +289,17 @@ impl Observer for MetricsCollector {
         }
         let m = &mut self.metrics;
         match outcome {
-            super::engine::GrowthOutcome::Killed { after_s } => {
+            super::observer::GrowthOutcome::Killed { after_s } => {
                 // Running mean of the age at the kill.
                 m.late_oom_kills += 1;
                 m.mean_time_to_late_kill_s +=
                     (after_s - m.mean_time_to_late_kill_s) / m.late_oom_kills as f64;
             }
-            super::engine::GrowthOutcome::Grew { spilled_mb } if spilled_mb > 0.0 => {
+            super::observer::GrowthOutcome::Grew { spilled_mb } if spilled_mb > 0.0 => {
                 m.late_spilled_guests += 1;
                 m.late_spilled_mb += spilled_mb;
             }
-            super::engine::GrowthOutcome::Grew { .. } => {}
+            super::observer::GrowthOutcome::Grew { .. } => {}
         }
     }
 
@@ -306,7 +307,7 @@ impl Observer for MetricsCollector {
         &mut self,
         t: f64,
         _row: usize,
-        outcome: super::engine::Rebalanced,
+        outcome: super::observer::Rebalanced,
         sim: &Simulation,
     ) {
         if self.measured(t) {

@@ -6,18 +6,22 @@
 //! never builds sentences.
 
 pub mod binding;
+pub mod config;
 pub mod cost;
 pub mod engine;
 pub mod explain;
 pub mod fleet;
 pub mod memory;
 pub mod metrics;
+pub mod observer;
 pub mod policy;
 pub mod queue;
 pub mod refusal;
 
 pub use binding::{Binding, ManualTuning};
+pub use config::{HostCheck, SimConfig, Strategy};
 pub use cost::GuestCost;
-pub use engine::{Decision, HostCheck, Observer, SimConfig, SimError, Simulation, Strategy};
+pub use engine::{SimError, Simulation};
+pub use observer::{Decision, Observer};
 pub use policy::{PlacementPolicy, Registry};
 pub use refusal::{Refusal, Rejection};
