@@ -105,7 +105,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Schedule a trace exactly as Nova's replayer does (REPLAY.md), writing
+    /// Schedule a trace exactly as Nova's replayer does (tests/data/replay/REPLAY.md), writing
     /// one JSON line per arrival.
     Replay(ReplayArgs),
     /// Compare a run's summary.csv with a baseline; exit 1 if a metric regressed.
@@ -132,7 +132,7 @@ enum Command {
         #[command(subcommand)]
         command: TraceCmd,
     },
-    /// Answer fit cases (JSON Lines, FORMAT.md) with the fit engine.
+    /// Answer fit cases (JSON Lines, tests/data/fit-cases/FORMAT.md) with the fit engine.
     Fit {
         /// Cases file; standard input when absent.
         file: Option<PathBuf>,
@@ -216,7 +216,7 @@ enum TraceCmd {
 
 #[derive(Subcommand)]
 enum LibvirtCmd {
-    /// Fit a case (FORMAT.md JSON Lines) and print the domain XML of the placement.
+    /// Fit a case (tests/data/fit-cases/FORMAT.md JSON Lines) and print the domain XML of the placement.
     Xml {
         /// Cases file (the first case is used unless --case names one).
         cases: PathBuf,

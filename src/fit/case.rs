@@ -1,4 +1,4 @@
-//! The fit-case format of `shared/fit-cases/FORMAT.md` (JSON Lines): a host,
+//! The fit-case format of `tests/data/fit-cases/FORMAT.md` (JSON Lines): a host,
 //! a flavor with image properties (or a guest topology given directly),
 //! limits and PCI requests in; Nova's answer out.
 
@@ -78,7 +78,7 @@ fn network(v: Option<&Value>) -> Option<NetworkMetadata> {
     })
 }
 
-/// Builds the host topology of a case (`host` object of FORMAT.md).
+/// Builds the host topology of a case (`host` object of tests/data/fit-cases/FORMAT.md).
 pub fn parse_host(v: &Value) -> Result<HostTopology, RequestError> {
     let cells = v
         .get("cells")
@@ -653,7 +653,7 @@ impl Prepared {
     }
 }
 
-/// Answers one case, in the result format of FORMAT.md.
+/// Answers one case, in the result format of tests/data/fit-cases/FORMAT.md.
 pub fn run_case(case: &Value, mode: Mode) -> Value {
     let id = case.get("id").cloned().unwrap_or(Value::Null);
     let mut res: Vec<(&str, Value)> = vec![

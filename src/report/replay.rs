@@ -1,5 +1,5 @@
 //! `numasim replay`: a trace scheduled exactly as Nova's replayer does
-//! (`shared/oracle/REPLAY.md`), through the simulator's own event loop,
+//! (`tests/data/replay/REPLAY.md`), through the simulator's own event loop,
 //! scheduler and fit engine in `nova` mode. This module formats its output
 //! the way Python's `json.dumps` does, so files compare byte for byte.
 
@@ -155,7 +155,7 @@ fn cells_line(fitted: &GuestTopology) -> String {
     out
 }
 
-/// Counts of REPLAY.md's summary.
+/// Counts of the replay summary (tests/data/replay/REPLAY.md).
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ReplaySummary {
     pub guests: u64,

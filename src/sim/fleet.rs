@@ -88,7 +88,7 @@ impl SimHost {
 #[error("{0}")]
 pub struct FleetError(pub String);
 
-/// Reads the replay fleet format of REPLAY.md: `{"hosts": [ENTRY, ...]}`,
+/// Reads the replay fleet format of tests/data/replay/REPLAY.md: `{"hosts": [ENTRY, ...]}`,
 /// each ENTRY `{"name": "h0", "host": HOST}` or `{"model": HOST, "count": N,
 /// "prefix": "h"}`; a bare `{"model": HOST, "count": N}` is the whole fleet.
 pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
