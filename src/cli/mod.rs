@@ -149,8 +149,9 @@ enum TopologyCmd {
         host: String,
         #[arg(long, value_enum, default_value = "text")]
         format: ShowFormat,
-        /// Force the input format instead of detecting it from the content.
-        #[arg(long, value_enum)]
+        /// Force the input format instead of detecting it from the content:
+        /// `json`, `libvirt`, `numactl`, `hwloc` or `sysfs-flat`.
+        #[arg(long, value_parser = keyword::<Format>)]
         format_in: Option<Format>,
     },
     /// Write the canonical JSON form that scenarios can reference.
@@ -158,7 +159,8 @@ enum TopologyCmd {
         host: String,
         #[arg(short, long)]
         output: PathBuf,
-        #[arg(long, value_enum)]
+        /// `json`, `libvirt`, `numactl`, `hwloc` or `sysfs-flat` (default: detected).
+        #[arg(long, value_parser = keyword::<Format>)]
         format_in: Option<Format>,
     },
     /// List the built-in host presets.

@@ -11,7 +11,7 @@ use super::policy::{GuestView, Verdict};
 use super::refusal::{CellShort, FitShortfall, Refusal, group};
 use crate::fit::host::{HostCell, HostTopology};
 use crate::request::{CpuPolicy, GuestCell, GuestTopology, RequestError};
-use crate::workload::trace::TraceRow;
+use crate::workload::model::TraceRow;
 
 /// One host's verdict.
 #[derive(Debug, Clone, PartialEq)]

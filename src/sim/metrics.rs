@@ -4,7 +4,7 @@
 use super::cost::GuestCost;
 use super::engine::Simulation;
 use super::observer::{Decision, Observer};
-use crate::workload::trace::TraceRow;
+use crate::workload::model::TraceRow;
 use std::collections::BTreeMap;
 
 /// What one run measured. Means are time-weighted over `[warmup, end]`.

@@ -6,7 +6,7 @@ use super::cost::GuestCost;
 use super::engine::Simulation;
 use super::refusal::Rejection;
 use crate::request::RequestError;
-use crate::workload::trace::TraceRow;
+use crate::workload::model::TraceRow;
 
 /// What happened to an arrival.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! converted into them, synthetic twins of traces, and trace statistics.
 
 pub mod convert;
+pub mod model;
 pub mod shapes;
 pub mod stats;
 pub mod synthetic;

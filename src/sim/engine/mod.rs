@@ -23,7 +23,7 @@ use super::policy::{GuestView, HostView, Schedule, Verdict};
 use super::refusal::{Refusal, Rejection};
 use crate::fit::{FitError, FitOptions, Limits};
 use crate::request::{GuestTopology, ImageProps, RequestError, numa_get_constraints};
-use crate::workload::trace::{Catalog, TraceRow};
+use crate::workload::model::{Catalog, TraceRow};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeSet, HashMap};
@@ -32,7 +32,7 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("trace: {0}")]
-    Trace(#[from] crate::workload::trace::CsvError),
+    Trace(#[from] crate::workload::model::CsvError),
     #[error("fit engine: {0}")]
     Fit(#[from] FitError),
     #[error("usage accounting on host {host}: {source}")]
@@ -271,7 +271,7 @@ impl Simulation {
     /// Runs a whole trace, then the departures left.
     pub fn run(
         &mut self,
-        rows: impl Iterator<Item = Result<TraceRow, crate::workload::trace::CsvError>>,
+        rows: impl Iterator<Item = Result<TraceRow, crate::workload::model::CsvError>>,
         obs: &mut dyn Observer,
     ) -> Result<(), SimError> {
         self.run_arrivals(rows, obs)?;
@@ -281,7 +281,7 @@ impl Simulation {
     /// Runs every arrival of the trace (and the departures due before the last one).
     pub fn run_arrivals(
         &mut self,
-        rows: impl Iterator<Item = Result<TraceRow, crate::workload::trace::CsvError>>,
+        rows: impl Iterator<Item = Result<TraceRow, crate::workload::model::CsvError>>,
         obs: &mut dyn Observer,
     ) -> Result<(), SimError> {
         for row in rows {

@@ -7,7 +7,7 @@ use crate::sim::cost::price;
 use crate::sim::memory::{MemoryMode, place};
 use crate::sim::observer::{GrowthOutcome, Observer, Rebalanced};
 use crate::sim::policy::{HostView, RunningGuest, Schedule, Step};
-use crate::workload::trace::TraceRow;
+use crate::workload::model::TraceRow;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -38,7 +38,7 @@ use super::memory::MemoryMode;
 use super::refusal::Refusal;
 use crate::fit::{FitError, FitOptions, Limits};
 use crate::request::{Flavor, GuestTopology};
-use crate::workload::trace::TraceRow;
+use crate::workload::model::TraceRow;
 use std::sync::Arc;
 
 /// A host as a policy sees it, read-only.

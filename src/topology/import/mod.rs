@@ -12,7 +12,8 @@ use super::wire;
 pub use sysfs::SysfsTree;
 
 /// The topology formats numasim reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// numasim's canonical JSON (what `topology convert` writes).
     Json,
