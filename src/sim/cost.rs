@@ -226,10 +226,9 @@ pub fn price(
                 }
                 _ => everywhere(),
             };
-            let mem: Vec<f64> = placed
-                .first()
-                .map(|p| share(p))
-                .unwrap_or_else(|| vec![0.0; n]);
+            // All of its pages, whatever demand (guest cell) they came from.
+            let all: Vec<f64> = (0..n).map(|c| placed.iter().map(|p| p[c]).sum()).collect();
+            let mem = share(&all);
             vec![CellAccess {
                 vcpus: 1.0,
                 cpu_share: cpu,
@@ -353,6 +352,32 @@ mod tests {
         assert_eq!(cal.ratio(10), 1.0);
         assert_eq!(cal.ratio(16), 1.3);
         assert!((cal.ratio(28) - 2.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_numatune_guest_is_priced_on_all_of_its_pages() {
+        use crate::sim::binding::ManualTuning;
+        use crate::sim::memory::MemoryMode;
+        // Node 0 has 6 CPUs, node 1 has 2: the vCPUs run 3/4 on node 0.
+        let model = HostModel {
+            cell_ids: vec![0, 1],
+            distances: vec![vec![10, 20], vec![20, 10]],
+            cpus_per_cell: vec![6, 2],
+        };
+        let binding = Binding::Numatune {
+            tuning: ManualTuning {
+                nodeset: vec![0, 1],
+                mode: MemoryMode::Strict,
+            },
+            guest_cells: 2,
+        };
+        // Guest cell 0's pages on node 0, guest cell 1's on node 1: half remote
+        // for node 0's vCPUs, half for node 1's.
+        let placed = [vec![1024.0, 0.0], vec![0.0, 1024.0]];
+        let c = price(&model, &binding, &placed, false, &Calibration::default());
+        assert!((c.remote - 0.5).abs() < 1e-12, "{}", c.remote);
+        assert!((c.latency - 1.5).abs() < 1e-12, "{}", c.latency);
+        assert!(c.spans);
     }
 
     /// Published figures, reproduced within 2% by the platform tables.
