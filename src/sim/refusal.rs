@@ -105,6 +105,11 @@ impl Refusal {
                     ..
                 },
             ) => asked_mb == a2 && ratio == r2,
+            // Which guest cell is short does not change the reason.
+            (
+                Refusal::NoFit(FitShortfall::Cell { short, .. }),
+                Refusal::NoFit(FitShortfall::Cell { short: s2, .. }),
+            ) => short == s2,
             _ => self == other,
         }
     }
@@ -114,10 +119,24 @@ impl Refusal {
 /// in the order first met.
 pub fn group(refusals: impl IntoIterator<Item = Refusal>) -> Vec<(Refusal, usize)> {
     let mut out: Vec<(Refusal, usize)> = Vec::new();
+    // Hosts in a row mostly give the same reason: try the last one first.
+    let mut last = 0;
     for r in refusals {
-        match out.iter_mut().find(|(g, _)| g.same_reason(&r)) {
-            Some((_, n)) => *n += 1,
-            None => out.push((r, 1)),
+        if let Some((g, n)) = out.get_mut(last)
+            && g.same_reason(&r)
+        {
+            *n += 1;
+            continue;
+        }
+        match out.iter().position(|(g, _)| g.same_reason(&r)) {
+            Some(k) => {
+                out[k].1 += 1;
+                last = k;
+            }
+            None => {
+                last = out.len();
+                out.push((r, 1));
+            }
         }
     }
     out

@@ -20,7 +20,7 @@ use super::fleet::SimHost;
 use super::memory::MemoryMode;
 use super::observer::{Decision, Observer};
 use super::policy::{GuestView, HostView, Schedule, Verdict};
-use super::refusal::{Refusal, Rejection};
+use super::refusal::{FitShortfall, Refusal, Rejection};
 use crate::fit::{FitError, FitOptions, Limits};
 use crate::request::{GuestTopology, ImageProps, RequestError, numa_get_constraints};
 use crate::workload::model::{Catalog, TraceRow};
@@ -98,6 +98,10 @@ pub struct Simulation {
     departures: super::queue::DepartureQueue,
     /// Hosts ordered for the strategy: (key, fleet index); first passing wins.
     order: BTreeSet<(i64, usize)>,
+    /// Scratch: the refusals of the current arrival's scan (reasons only),
+    /// and which hosts it checked.
+    refused: Vec<(usize, Refusal)>,
+    seen: std::cell::Cell<Vec<bool>>,
     /// Each host's current key in `order`.
     order_keys: Vec<i64>,
     /// The policy orders hosts itself (`PlacementPolicy::host_key`).
@@ -191,6 +195,8 @@ impl Simulation {
             departures: super::queue::DepartureQueue::new(),
             order: BTreeSet::new(),
             order_keys: vec![0; n],
+            refused: Vec::new(),
+            seen: Default::default(),
             policy_orders_hosts: false,
             keeps_loads,
             schedule,
@@ -478,6 +484,11 @@ impl Simulation {
             }
         };
         let mut fit_calls = 0;
+        // Refusals met in the scan, kept (unworded, unanalysed) only when
+        // the observer wants reasons: if no host passes, they are the reasons.
+        let want_reasons = obs.wants_reasons();
+        let mut refused = std::mem::take(&mut self.refused);
+        refused.clear();
         let (mut chosen, vcpus, mem, touched_mb) = {
             let guest = self.guest_view(&row, request);
             // Hosts are ordered by free RAM for spread and pack. When the
@@ -499,11 +510,15 @@ impl Simulation {
                 {
                     break;
                 }
-                if let Ok(binding) = self.check_host(i, &guest, &mut fit_calls)? {
-                    passing.push((i, binding));
-                    if self.config.strategy != Strategy::Random {
-                        break;
+                match self.check_host(i, &guest, &mut fit_calls)? {
+                    Ok(binding) => {
+                        passing.push((i, binding));
+                        if self.config.strategy != Strategy::Random {
+                            break;
+                        }
                     }
+                    Err(r) if want_reasons => refused.push((i, r)),
+                    Err(_) => {}
                 }
             }
             (passing, guest.vcpus, guest.memory_mb, guest.touched_mb)
@@ -517,10 +532,11 @@ impl Simulation {
             _ => chosen.into_iter().next(),
         };
         let Some((host, binding)) = chosen else {
-            if obs.wants_reasons() {
-                let groups = self.explain_with(&row, request).refusals();
+            if want_reasons {
+                let groups = self.reasons_after_scan(&row, request, &refused);
                 obs.rejection(row.arrival_s, &row, &Rejection::NoHost(groups));
             }
+            self.refused = refused;
             obs.arrival(
                 row.arrival_s,
                 &row,
@@ -529,6 +545,7 @@ impl Simulation {
             );
             return Ok(());
         };
+        self.refused = refused;
         self.change_usage(host, binding.fitted(), vcpus, mem, false, None)?;
         let Some((pages, by_demand)) = self.place_pages(host, &binding, touched_mb) else {
             // The kernel kills the guest: release what was claimed.
@@ -643,31 +660,71 @@ impl Simulation {
             .host_order()
             .map(|i| {
                 // An error of the fit engine counts as no fit here.
-                let verdict =
-                    self.check_host(i, &guest, &mut fit_calls)
-                        .unwrap_or(Err(Refusal::NoFit(
-                            super::refusal::FitShortfall::Unexplained,
-                        )));
-                let verdict =
-                    verdict.map_err(|r| match (r, guest.numa_request(&*self.config.policy)) {
-                        (Refusal::NoFit(_), Some(t)) => {
-                            let h = &self.hosts[i];
-                            let ratio = self
-                                .limits_of(h)
-                                .map_or(f64::INFINITY, |l| l.cpu_allocation_ratio);
-                            Refusal::NoFit(super::explain::fit_shortfall(
-                                &h.topo,
-                                t,
-                                ratio,
-                                self.checks_cell_memory(),
-                            ))
-                        }
-                        (r, _) => r,
-                    });
+                let verdict = self
+                    .check_host(i, &guest, &mut fit_calls)
+                    .unwrap_or(Err(Refusal::NoFit(FitShortfall::Unexplained)));
+                let verdict = verdict.map_err(|r| self.analysed(i, &guest, r));
                 super::explain::HostVerdict::new(i, &self.hosts[i], verdict)
             })
             .collect();
         super::explain::Explanation::new(self, &guest, verdicts)
+    }
+
+    /// A refusal with the fit's shortfall worked out (what the scheduler's
+    /// hot path leaves unanalysed).
+    fn analysed(&self, i: usize, guest: &GuestView, r: Refusal) -> Refusal {
+        match (r, guest.numa_request(&*self.config.policy)) {
+            (Refusal::NoFit(FitShortfall::Unexplained), Some(t)) => {
+                let h = &self.hosts[i];
+                let ratio = self
+                    .limits_of(h)
+                    .map_or(f64::INFINITY, |l| l.cpu_allocation_ratio);
+                Refusal::NoFit(super::explain::fit_shortfall(
+                    &h.topo,
+                    t,
+                    ratio,
+                    self.checks_cell_memory(),
+                ))
+            }
+            (r, _) => r,
+        }
+    }
+
+    /// Why no host took a guest, grouped: the refusals the scan met, and
+    /// for the hosts it skipped (below the RAM floor) their host-level
+    /// refusal; the same as `explain`'s, without checking every host again.
+    fn reasons_after_scan(
+        &self,
+        row: &TraceRow,
+        request: Option<&GuestTopology>,
+        scanned: &[(usize, Refusal)],
+    ) -> Vec<(Refusal, usize)> {
+        let guest = self.guest_view(row, request);
+        let mut seen = self.seen.take();
+        seen.clear();
+        seen.resize(self.hosts.len(), false);
+        for &(i, _) in scanned {
+            seen[i] = true;
+        }
+        let from_scan = scanned
+            .iter()
+            .map(|(i, r)| self.analysed(*i, &guest, r.clone()));
+        let skipped = (0..self.hosts.len()).filter(|&i| !seen[i]).filter_map(|i| {
+            let below_floor = self
+                .host_level_refusal(&self.hosts[i], guest.vcpus, guest.memory_mb)
+                .filter(|_| self.host_level_applies(&guest));
+            // A skipped host always fails the host-level check; checking it
+            // fully keeps this right should that ever change.
+            below_floor.or_else(|| {
+                self.check_host(i, &guest, &mut 0)
+                    .ok()
+                    .and_then(Result::err)
+                    .map(|r| self.analysed(i, &guest, r))
+            })
+        });
+        let groups = super::refusal::group(from_scan.chain(skipped));
+        self.seen.set(seen);
+        groups
     }
 
     /// Hosts in the order the scheduler tries them.
