@@ -1400,3 +1400,45 @@ fn a_closed_output_pipe_ends_the_run_without_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn rejection_reasons_from_the_scan_equal_explains_check_of_every_host() {
+    // `run` takes its reasons from the scheduler's scan (and the hosts it
+    // skipped); `explain` checks every host again. They must agree.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let scenario = "scenarios/dl980-spanning.toml";
+    let r = numasim(&["run", scenario, "--seed", "1", "--out", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let mut rows = csv::Reader::from_path(out.join("rejections.csv")).unwrap();
+    let mut per_policy: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        Default::default();
+    for rec in rows.deserialize::<std::collections::HashMap<String, String>>() {
+        let rec = rec.unwrap();
+        per_policy
+            .entry(rec["policy"].clone())
+            .or_default()
+            .push((rec["guest"].clone(), rec["reason"].clone()));
+    }
+    assert!(per_policy.len() >= 3, "{per_policy:?}");
+    let mut checked = 0;
+    for (policy, rejected) in &per_policy {
+        // The first, one in the middle and the last rejection of each policy.
+        for k in [0, rejected.len() / 2, rejected.len() - 1] {
+            let (guest, reason) = &rejected[k];
+            if reason.contains("OOM-killed") {
+                continue;
+            }
+            let e = numasim(&["explain", scenario, "--policy", policy, "--seed", "1", "--guest", guest]);
+            assert!(e.status.success(), "{}", stderr(&e));
+            let text = stdout(&e);
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix("refused by: "))
+                .unwrap_or_else(|| panic!("{policy} {guest}: {text}"));
+            assert_eq!(line, reason, "{policy} {guest}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "{checked}");
+}
