@@ -1408,7 +1408,14 @@ fn rejection_reasons_from_the_scan_equal_explains_check_of_every_host() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let scenario = "scenarios/dl980-spanning.toml";
-    let r = numasim(&["run", scenario, "--seed", "1", "--out", out.to_str().unwrap()]);
+    let r = numasim(&[
+        "run",
+        scenario,
+        "--seed",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(r.status.success(), "{}", stderr(&r));
     let mut rows = csv::Reader::from_path(out.join("rejections.csv")).unwrap();
     let mut per_policy: std::collections::BTreeMap<String, Vec<(String, String)>> =
@@ -1429,7 +1436,9 @@ fn rejection_reasons_from_the_scan_equal_explains_check_of_every_host() {
             if reason.contains("OOM-killed") {
                 continue;
             }
-            let e = numasim(&["explain", scenario, "--policy", policy, "--seed", "1", "--guest", guest]);
+            let e = numasim(&[
+                "explain", scenario, "--policy", policy, "--seed", "1", "--guest", guest,
+            ]);
             assert!(e.status.success(), "{}", stderr(&e));
             let text = stdout(&e);
             let line = text
@@ -1441,4 +1450,65 @@ fn rejection_reasons_from_the_scan_equal_explains_check_of_every_host() {
         }
     }
     assert!(checked >= 9, "{checked}");
+}
+
+#[test]
+fn cpu_alloc_counts_each_physical_cpu_once_with_and_without_cpu_sets() {
+    // One 1-vCPU guest for the whole window on one 8-CPU host: 1/8 of the
+    // fleet's CPUs, whether the host has no CPU sets (every CPU is both
+    // shared and dedicated to Nova) or splits them 4 + 4. (A trace's window
+    // ends at its last arrival: g2 closes it at 100 s.)
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("t.csv"),
+        "id,arrival_s,departure_s,flavor\ng1,0,1000,one\ng2,100,1000,one\n",
+    )
+    .unwrap();
+    for sets in [
+        "",
+        "cpu_shared_set = \"0-3\"\ncpu_dedicated_set = \"4-7\"\n",
+    ] {
+        let scenario = tmp.path().join("s.toml");
+        std::fs::write(
+            &scenario,
+            format!(
+                r#"name = "one"
+seeds = [1]
+warmup_s = 0
+horizon_s = 100
+[[fleet]]
+count = 1
+[fleet.synthetic]
+name = "h"
+sockets = 1
+cores_per_node = 8
+threads_per_core = 1
+memory_mb_per_node = 16384
+[fleet.config]
+{sets}
+[flavors]
+list = [{{ name = "one", vcpus = 1, memory_mb = 1024 }}]
+[workload]
+trace = "t.csv"
+[[policies]]
+"#
+            ),
+        )
+        .unwrap();
+        let out = tmp.path().join("out");
+        let r = numasim(&[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let mut summary = csv::Reader::from_path(out.join("summary.csv")).unwrap();
+        let row: std::collections::HashMap<String, String> =
+            summary.deserialize().next().unwrap().unwrap();
+        let cpu: f64 = row["cpu_alloc_mean"].parse().unwrap();
+        assert!((cpu - 0.125).abs() < 1e-9, "sets `{sets}`: {cpu}");
+        let mem: f64 = row["mem_alloc_mean"].parse().unwrap();
+        assert!((mem - 1024.0 / 16384.0).abs() < 1e-9, "{mem}");
+    }
 }

@@ -183,6 +183,14 @@ impl HostCell {
         &self.sets().siblings
     }
 
+    /// Physical CPUs of the cell: its shared and dedicated CPUs, each once
+    /// (a host without `cpu_shared_set`/`cpu_dedicated_set` reports every
+    /// CPU in both sets).
+    pub fn physical_cpus(&self) -> usize {
+        let (shared, dedicated) = (self.cpuset(), self.pcpuset());
+        shared.len() + dedicated.iter().filter(|c| !shared.contains(*c)).count()
+    }
+
     /// Replaces the CPU sets (a new schedule; the cell's usage is kept).
     pub fn set_sets(&mut self, sets: CpuSets) {
         self.schedule = std::sync::Arc::new(SetSchedule::new(sets));

@@ -33,7 +33,7 @@ impl HostModel {
             cpus_per_cell: topo
                 .cells
                 .iter()
-                .map(|c| (c.cpuset().len() + c.pcpuset().len()) as u32)
+                .map(|c| c.physical_cpus() as u32)
                 .collect(),
         }
     }

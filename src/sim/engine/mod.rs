@@ -741,7 +741,7 @@ impl Simulation {
                 h.topo
                     .cells
                     .iter()
-                    .map(|c| (c.cpuset().len() + c.pcpuset().len()) as i64)
+                    .map(|c| c.physical_cpus() as i64)
                     .sum::<i64>()
             })
             .sum();
