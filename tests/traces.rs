@@ -345,3 +345,63 @@ memory_mode = "strict"
         stdout(&r)
     );
 }
+
+#[test]
+fn any_scenario_runs_on_an_unrelated_trace_and_catalog() {
+    // The quickstart's per-flavor settings name flavors an Azure catalog
+    // lacks: ignored with one warning naming them, or refused when strict.
+    let tmp = tempfile::tempdir().unwrap();
+    let (trace, flavors) = (tmp.path().join("t.csv"), tmp.path().join("f.csv"));
+    let c = numasim(&[
+        "trace",
+        "convert",
+        "--from",
+        "azure-v1",
+        data("traces/azure-v1-vmtable.sample.csv").to_str().unwrap(),
+        "-o",
+        trace.to_str().unwrap(),
+        "--flavors-out",
+        flavors.to_str().unwrap(),
+    ]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    let out = tmp.path().join("out");
+    let args = [
+        "run",
+        "scenarios/quickstart.toml",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--flavors",
+        flavors.to_str().unwrap(),
+        "--hosts",
+        "800",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let r = numasim(&args);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let err = stderr(&r);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("flavors.touched_fraction (m1.large, m1.medium, m1.small"),
+        "{}",
+        warnings[0]
+    );
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    // Ten guests, three of them after the quickstart's six-hour warm-up.
+    assert!(
+        summary.contains("quickstart,spread-strict,1,3,3,0,"),
+        "{summary}"
+    );
+    let mut strict = args.to_vec();
+    strict.push("--strict-overrides");
+    let r = numasim(&strict);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        stderr(&r).contains(
+            "quickstart.toml: flavors.touched_fraction names unknown flavor(s) `m1.large`"
+        ),
+        "{}",
+        stderr(&r)
+    );
+}

@@ -280,6 +280,11 @@ struct RunArgs {
     /// scenario's `[cost]`.
     #[arg(long, value_name = "NAME")]
     cost_platform: Option<String>,
+    /// With --flavors: fail when the scenario's per-flavor settings
+    /// (touched_fraction, growth, manual, the synthetic mix) name flavors the
+    /// catalog lacks, instead of ignoring them with a warning (for CI).
+    #[arg(long)]
+    strict_overrides: bool,
 }
 
 #[derive(clap::Args)]

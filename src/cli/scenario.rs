@@ -20,9 +20,21 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
         seed: a.seed,
         skip_bad_rows: a.skip_bad_rows,
         cost_platform: a.cost_platform,
+        strict_flavors: a.strict_overrides,
         ..run::Overrides::default()
     };
     let mut prepared = run::prepare(&a.scenario, &ov)?;
+    if !prepared.ignored_flavor_settings.is_empty() {
+        let list: Vec<String> = prepared
+            .ignored_flavor_settings
+            .iter()
+            .map(|(key, names)| format!("{key} ({})", names.join(", ")))
+            .collect();
+        eprintln!(
+            "warning: the --flavors catalog lacks flavors that scenario settings name; ignored: {} (--strict-overrides makes this an error)",
+            list.join("; ")
+        );
+    }
     prepared.explain_rejections = true;
     let jobs = (prepared.scenario.policies.len() * prepared.scenario.seeds.len()) as u64;
     let bar = runs_bar(jobs);

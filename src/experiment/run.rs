@@ -28,6 +28,9 @@ pub struct Overrides {
     /// Price latency with this platform's calibration table instead of the
     /// scenario's `[cost]` (`slit` for SLIT/10, no table).
     pub cost_platform: Option<String>,
+    /// With `flavors`: per-flavor settings of the scenario naming flavors the
+    /// new catalog lacks are errors rather than ignored (and reported).
+    pub strict_flavors: bool,
 }
 
 /// Why a scenario could not be prepared or run.
@@ -136,6 +139,9 @@ pub struct Prepared {
     pub growth: Vec<Option<crate::sim::config::Growth>>,
     /// Each policy's placement policy, built from the registry.
     pub placements: Vec<Arc<dyn crate::sim::PlacementPolicy>>,
+    /// Per-flavor settings ignored because a replacement catalog lacks
+    /// their flavors: (scenario key, flavor names).
+    pub ignored_flavor_settings: Vec<(String, Vec<String>)>,
 }
 
 pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
@@ -192,22 +198,55 @@ pub fn prepare_scenario(
         )
         .map_err(|m| RunError::input(format!("flavors: {m}")).in_file(path))?,
     };
-    for name in scenario.flavors.growth.keys() {
-        if name != "*" && catalog.position(name).is_none() {
-            return Err(
-                RunError::input(format!("flavors.growth names unknown flavor `{name}`"))
-                    .in_file(path),
-            );
+    // Per-flavor settings naming flavors the catalog lacks: a scenario's own
+    // catalog must have them (a typo); a catalog given instead of it may
+    // not, and then those settings are ignored and reported.
+    let mut ignored: Vec<(String, Vec<String>)> = Vec::new();
+    let mut unknown = |key: String, names: Vec<&str>| -> Result<(), RunError> {
+        if names.is_empty() {
+            return Ok(());
         }
-    }
+        if ov.flavors.is_none() || ov.strict_flavors {
+            return Err(RunError::input(format!(
+                "{key} names unknown flavor(s) {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .in_file(path));
+        }
+        ignored.push((key, names.into_iter().map(str::to_string).collect()));
+        Ok(())
+    };
+    unknown(
+        "flavors.growth".into(),
+        catalog.unknown_names(&scenario.flavors.growth),
+    )?;
+    unknown(
+        "flavors.touched_fraction".into(),
+        catalog.unknown_names(&scenario.flavors.touched_fraction),
+    )?;
     for (i, p) in scenario.policies.iter().enumerate() {
-        for name in p.manual.keys() {
-            if name != "*" && catalog.position(name).is_none() {
-                return Err(RunError::input(format!(
-                    "policies[{i}].manual names unknown flavor `{name}`"
-                ))
-                .in_file(path));
-            }
+        unknown(
+            format!("policies[{i}].manual"),
+            catalog.unknown_names(&p.manual),
+        )?;
+    }
+    if ov.trace.is_none()
+        && let Some(syn) = &mut scenario.workload.synthetic
+    {
+        unknown(
+            "workload.synthetic.mix".into(),
+            catalog.unknown_names(&syn.mix),
+        )?;
+        syn.mix.retain(|name, _| catalog.position(name).is_some());
+        if syn.mix.is_empty() {
+            return Err(RunError::input(
+                "workload.synthetic.mix: no flavor of the mix is in the catalog",
+            )
+            .in_file(path));
         }
     }
     let (catalog, shapes) = crate::workload::shapes::add_shapes(catalog, &scenario.flavors.shapes)
@@ -221,11 +260,9 @@ pub fn prepare_scenario(
     }
     let mut touched = vec![default_touched; catalog.flavors.len()];
     for (name, frac) in &scenario.flavors.touched_fraction {
+        // Unknown names were refused or reported above.
         let Some(i) = catalog.position(name) else {
-            return Err(RunError::input(format!(
-                "flavors.touched_fraction names unknown flavor `{name}`"
-            ))
-            .in_file(path));
+            continue;
         };
         if !(0.0..=1.0).contains(frac) {
             return Err(RunError::input(format!(
@@ -261,18 +298,6 @@ pub fn prepare_scenario(
         ));
         scenario.workload.synthetic = Some(twin.workload);
     }
-    if let Some(syn) = &scenario.workload.synthetic
-        && ov.trace.is_none()
-    {
-        for name in syn.mix.keys() {
-            if catalog.position(name).is_none() {
-                return Err(RunError::input(format!(
-                    "workload.synthetic.mix names unknown flavor `{name}`"
-                ))
-                .in_file(path));
-            }
-        }
-    }
     let trace = ov
         .trace
         .clone()
@@ -306,6 +331,7 @@ pub fn prepare_scenario(
         shapes,
         twin: twin_report,
         placements,
+        ignored_flavor_settings: ignored,
     })
 }
 
