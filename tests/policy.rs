@@ -139,5 +139,5 @@ fn an_external_policy_runs_a_shipped_scenario_by_name() {
     // Every guest is bound, vCPUs and memory, to one node that holds it.
     assert_eq!(m.spanning_guests, 0);
     assert_eq!(m.remote_access_fraction, 0.0);
-    assert_eq!(m.oom_kills, 0);
+    assert_eq!(m.killed_at_start, 0);
 }

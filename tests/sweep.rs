@@ -87,14 +87,16 @@ fn sweep_is_thread_independent_and_shards_merge_into_the_same_bytes() {
     assert!(r.status.success(), "{}", stderr(&r));
     assert_same_outputs(&one, &merged);
 
-    // What the files hold: 36 runs, 12 points x 16 aggregated metrics.
+    // What the files hold: 36 runs, 12 points x the registry's judged metrics.
     let runs = std::fs::read_to_string(one.join("runs.csv")).unwrap();
     assert_eq!(runs.lines().count(), 1 + 36);
     assert!(runs.starts_with(
         "run,point,workload.synthetic.guests,policy.memory_mode,policy.strategy,workload.synthetic.offered_load,policy,seed,"
     ));
     let agg = std::fs::read_to_string(one.join("aggregate.csv")).unwrap();
-    assert_eq!(agg.lines().count(), 1 + 12 * 16);
+    let judged = numasim::report::metrics::judging().count();
+    assert_eq!(judged, 21);
+    assert_eq!(agg.lines().count(), 1 + 12 * judged);
     let header: Vec<&str> = agg.lines().next().unwrap().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
     for line in agg.lines().skip(1) {
@@ -281,7 +283,7 @@ fn check_fails_on_a_deliberately_worse_policy() {
     assert_eq!(r.status.code(), Some(1), "{}", stdout(&r));
     let table = stdout(&r);
     assert!(
-        table.contains("| spread-preferred | oom_kills |"),
+        table.contains("| spread-preferred | killed_at_start |"),
         "{table}"
     );
     assert!(
@@ -370,4 +372,62 @@ fn slurm_array_and_kubernetes_indexed_job_shard_the_sweep() {
     args.extend(["--out", s(&merged)]);
     assert!(numasim(&args).status.success());
     assert_same_outputs(&single, &merged);
+}
+
+#[test]
+fn the_readme_lists_every_metric_as_the_registry_defines_it() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let table = numasim::report::metrics::markdown();
+    assert!(
+        readme.contains(&table),
+        "README.md's metric table differs from `numasim metrics`:\n{table}"
+    );
+}
+
+#[test]
+fn outcomes_partition_the_guests_in_every_shipped_scenario_and_a_sweep() {
+    let check = |summary: &std::path::Path| {
+        let mut r = csv::Reader::from_path(summary).unwrap();
+        let mut rows = 0;
+        for rec in r.deserialize::<std::collections::HashMap<String, String>>() {
+            let rec = rec.unwrap();
+            let n = |k: &str| rec[k].parse::<f64>().unwrap();
+            assert_eq!(
+                n("placed") + n("rejected") + n("killed_at_start"),
+                n("guests"),
+                "{summary:?} {rec:?}"
+            );
+            assert!((n("rejection_rate") - n("rejected") / n("guests")).abs() < 1e-6);
+            rows += 1;
+        }
+        assert!(rows > 0);
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for scenario in [
+        "quickstart",
+        "placement-policies",
+        "dl980-spanning",
+        "kvm-numa-oom",
+    ] {
+        let out = tmp.path().join(scenario);
+        let r = numasim(&[
+            "run",
+            &format!("scenarios/{scenario}.toml"),
+            "--seed",
+            "1",
+            "--out",
+            s(&out),
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        check(&out.join("summary.csv"));
+    }
+    let out = tmp.path().join("sweep");
+    let r = numasim(&[
+        "sweep",
+        "scenarios/quickstart-sweep-small.toml",
+        "--out",
+        s(&out),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    check(&out.join("runs.csv"));
 }

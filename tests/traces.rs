@@ -390,7 +390,7 @@ fn any_scenario_runs_on_an_unrelated_trace_and_catalog() {
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     // Ten guests, three of them after the quickstart's six-hour warm-up.
     assert!(
-        summary.contains("quickstart,spread-strict,1,3,3,0,"),
+        summary.contains("quickstart,spread-strict,1,calibrated,3,3,0,0,"),
         "{summary}"
     );
     let mut strict = args.to_vec();

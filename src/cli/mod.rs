@@ -108,6 +108,9 @@ enum Command {
     /// Schedule a trace exactly as Nova's replayer does (tests/data/replay/REPLAY.md), writing
     /// one JSON line per arrival.
     Replay(ReplayArgs),
+    /// Print every metric of summary.csv and the sweep CSVs: unit, how it is
+    /// aggregated, which way is worse, definition (Markdown).
+    Metrics,
     /// Compare a run's summary.csv with a baseline; exit 1 if a metric regressed.
     Check {
         /// Directory holding the run's summary.csv.
@@ -432,6 +435,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Libvirt {
             command: LibvirtCmd::Validate(args),
         } => libvirt_validate(args),
+        Command::Metrics => {
+            print!("{}", numasim::report::metrics::markdown());
+            Ok(0)
+        }
         Command::Check {
             results,
             baseline,

@@ -70,7 +70,11 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
         },
         out.display()
     );
-    let skipped: u64 = results.iter().map(|r| r.skipped_rows).max().unwrap_or(0);
+    let skipped: u64 = results
+        .iter()
+        .map(|r| r.metrics.skipped_rows)
+        .max()
+        .unwrap_or(0);
     if skipped > 0 {
         eprintln!("warning: {skipped} bad trace rows skipped per run");
     }
@@ -340,8 +344,8 @@ pub(super) fn check(
         let (metric, spec) = t.split_once('=').ok_or_else(|| {
             anyhow::anyhow!("--tolerance `{t}`: expected METRIC=abs:VALUE or METRIC=rel:VALUE")
         })?;
-        if !check::METRICS.iter().any(|(m, _)| *m == metric) {
-            let names: Vec<&str> = check::METRICS.iter().map(|(m, _)| *m).collect();
+        if !check::checked().any(|(m, _)| m == metric) {
+            let names: Vec<&str> = check::checked().map(|(m, _)| m).collect();
             anyhow::bail!(
                 "--tolerance `{t}`: unknown metric `{metric}`; expected one of {}",
                 names.join(", ")

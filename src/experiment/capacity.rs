@@ -42,36 +42,11 @@ pub struct Target {
     pub value: f64,
 }
 
-/// Metrics a target can name.
-pub const TARGET_METRICS: [&str; 11] = [
-    "rejection_rate",
-    "remote_time_weighted",
-    "p95_latency_factor",
-    "mean_latency_factor",
-    "remote_access_fraction",
-    "oom_kills",
-    "late_oom_kills",
-    "spilled_guests",
-    "spanning_guests",
-    "cpu_alloc_mean",
-    "mem_alloc_mean",
-];
-
+/// The value of a judged registry metric (`None` for other names).
 pub fn metric_value(m: &RunMetrics, name: &str) -> Option<f64> {
-    Some(match name {
-        "rejection_rate" => m.rejection_rate(),
-        "p95_latency_factor" => m.p95_latency_factor,
-        "mean_latency_factor" => m.mean_latency_factor,
-        "remote_access_fraction" => m.remote_access_fraction,
-        "remote_time_weighted" => m.remote_time_weighted,
-        "oom_kills" => m.oom_kills as f64,
-        "late_oom_kills" => m.late_oom_kills as f64,
-        "spilled_guests" => m.spilled_guests as f64,
-        "spanning_guests" => m.spanning_guests as f64,
-        "cpu_alloc_mean" => m.cpu_alloc_mean,
-        "mem_alloc_mean" => m.mem_alloc_mean,
-        _ => return None,
-    })
+    crate::report::metrics::judging()
+        .find(|x| x.name == name)
+        .map(|x| (x.value)(m))
 }
 
 impl Target {
@@ -85,10 +60,11 @@ impl Target {
             return Err(format!("`{text}`: expected METRIC<=VALUE or METRIC>=VALUE"));
         };
         let metric = metric.trim();
-        if !TARGET_METRICS.contains(&metric) {
+        if metric_value(&RunMetrics::default(), metric).is_none() {
+            let names: Vec<&str> = crate::report::metrics::judging().map(|m| m.name).collect();
             return Err(format!(
                 "`{text}`: unknown metric `{metric}`; expected one of {}",
-                TARGET_METRICS.join(", ")
+                names.join(", ")
             ));
         }
         let value: f64 = value

@@ -111,7 +111,6 @@ pub struct RunResult {
     pub seed: u64,
     pub metrics: RunMetrics,
     pub samples: Vec<Sample>,
-    pub skipped_rows: u64,
     /// Whole-run counts (warm-up and drain included), for throughput.
     pub events: u64,
     pub placements: u64,
@@ -635,13 +634,13 @@ impl Prepared {
             )));
         }
         let rejections = metrics.rejections.take().unwrap_or_default();
-        let (metrics, samples) = metrics.finish(end, sim.fit_calls);
+        let (mut metrics, samples) = metrics.finish(end, sim.fit_calls);
+        metrics.skipped_rows = skipped;
         Ok(RunResult {
             policy: spec.name(),
             seed,
             metrics,
             samples,
-            skipped_rows: skipped,
             events: sim.arrivals + sim.departures_done,
             placements: sim.placements,
             rejections,

@@ -10,7 +10,9 @@
 
 use crate::experiment::run::{self, Overrides, Prepared, RunError, RunResult};
 use crate::experiment::scenario::Scenario;
+use crate::report::metrics::METRICS;
 use crate::report::stats::mean_ci95;
+use crate::report::summary::csv_line;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -389,6 +391,8 @@ impl Sweep {
                 for &seed in &p.scenario.seeds {
                     let d = digest(&[
                         env!("CARGO_PKG_VERSION").as_bytes(),
+                        // Records of an older record format are not reused.
+                        RECORD_FORMAT.as_bytes(),
                         resolved.as_bytes(),
                         &flavors_text,
                         format!("{hosts:?}/{policy}/{seed}").as_bytes(),
@@ -512,30 +516,7 @@ impl Sweep {
             })
             .collect();
         let m = &r.metrics;
-        let metrics = vec![
-            m.guests.to_string(),
-            m.placed.to_string(),
-            m.rejected.to_string(),
-            format!("{:.6}", m.rejection_rate()),
-            format!("{:.6}", m.cpu_alloc_mean),
-            format!("{:.6}", m.mem_alloc_mean),
-            format!("{:.3}", m.hosts_in_use_mean),
-            m.spanning_guests.to_string(),
-            format!("{:.6}", m.remote_access_fraction),
-            format!("{:.6}", m.mean_latency_factor),
-            format!("{:.6}", m.p95_latency_factor),
-            m.oom_kills.to_string(),
-            m.errors.to_string(),
-            r.skipped_rows.to_string(),
-            m.fit_calls.to_string(),
-            m.spilled_guests.to_string(),
-            format!("{:.3}", m.spilled_mb / 1024.0),
-            m.late_oom_kills.to_string(),
-            m.late_spilled_guests.to_string(),
-            format!("{:.6}", m.remote_time_weighted),
-            m.numad_moves.to_string(),
-            format!("{:.3}", m.migrated_mb / 1024.0),
-        ];
+        let metrics = METRICS.iter().map(|x| x.format(m)).collect();
         RunRecord {
             digest: self.run_digests[key.run].clone(),
             run: key.run,
@@ -582,7 +563,7 @@ pub struct RunRecord {
     pub params: Vec<String>,
     pub policy: String,
     pub seed: u64,
-    /// In the order of `METRICS`.
+    /// In the order of the metric registry (`report::metrics::METRICS`).
     pub metrics: Vec<String>,
     /// `t_s,running,cpu_alloc,mem_alloc,hosts_in_use` per sample.
     pub timeseries: Vec<String>,
@@ -590,48 +571,17 @@ pub struct RunRecord {
     pub latency_quantiles: Vec<String>,
 }
 
-/// The per-run metrics of `runs.csv`, after the run's identity columns.
-pub const METRICS: [&str; 22] = [
-    "guests",
-    "placed",
-    "rejected",
-    "rejection_rate",
-    "cpu_alloc_mean",
-    "mem_alloc_mean",
-    "hosts_in_use_mean",
-    "spanning_guests",
-    "remote_access_fraction",
-    "mean_latency_factor",
-    "p95_latency_factor",
-    "oom_kills",
-    "errors",
-    "skipped_rows",
-    "fit_calls",
-    "spilled_guests",
-    "spilled_gb",
-    "late_oom_kills",
-    "late_spilled_guests",
-    "remote_time_weighted",
-    "numad_moves",
-    "migrated_gb",
-];
-
-/// Counts that describe a run rather than measure a policy: not aggregated.
-const NOT_AGGREGATED: [&str; 6] = [
-    "guests",
-    "placed",
-    "rejected",
-    "errors",
-    "skipped_rows",
-    "fit_calls",
-];
+/// Bumped when a record's content changes (its metric columns, their meaning).
+const RECORD_FORMAT: &str = "records-2: metric registry";
 
 /// Metrics summarised with confidence intervals in `aggregate.csv`.
 pub fn aggregated_metrics() -> impl Iterator<Item = &'static str> {
-    METRICS
-        .iter()
-        .copied()
-        .filter(|m| !NOT_AGGREGATED.contains(m))
+    crate::report::metrics::judging().map(|m| m.name)
+}
+
+/// The column of metric `name` in a record's metrics.
+pub fn metric_column(name: &str) -> Option<usize> {
+    METRICS.iter().position(|m| m.name == name)
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
@@ -647,20 +597,12 @@ pub struct Outputs {
     pub latency_csv: String,
 }
 
-fn csv_line(fields: &[String]) -> String {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    w.write_record(fields).expect("writing to memory");
-    String::from_utf8(w.into_inner().expect("memory")).expect("utf-8 in, utf-8 out")
-}
-
 /// Assembles the CSVs from records 0..n (all must be present, in order).
 pub fn assemble(manifest: &Manifest, records: &[RunRecord]) -> Outputs {
     let mut header: Vec<String> = vec!["run".into(), "point".into()];
     header.extend(manifest.params.iter().cloned());
     header.extend(["policy".to_string(), "seed".to_string()]);
-    header.extend(METRICS.iter().map(|m| m.to_string()));
+    header.extend(METRICS.iter().map(|m| m.name.to_string()));
     let mut runs_csv = csv_line(&header);
     let mut timeseries_csv = String::from("run,t_s,running,cpu_alloc,mem_alloc,hosts_in_use\n");
     let mut latency_csv = String::from("run,quantile,latency_factor\n");
@@ -698,7 +640,7 @@ pub fn assemble(manifest: &Manifest, records: &[RunRecord]) -> Outputs {
     for group in groups(records) {
         let first = &records[group[0]];
         for metric in aggregated_metrics() {
-            let col = METRICS.iter().position(|m| *m == metric).expect("listed");
+            let col = metric_column(metric).expect("a registry metric");
             let values: Vec<f64> = group
                 .iter()
                 .filter_map(|&i| records[i].metrics[col].parse().ok())

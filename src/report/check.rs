@@ -2,25 +2,28 @@
 //! report regressions beyond tolerances, as a Markdown table and JUnit XML.
 //! Pure: takes the CSV texts, returns the report.
 
+use super::metrics::Worse;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Which way a metric gets worse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Worse {
-    Up,
-    Down,
+/// The metrics checked: every judged metric of the registry that has a
+/// direction, each with the direction in which it gets worse.
+pub fn checked() -> impl Iterator<Item = (&'static str, Worse)> {
+    super::metrics::judging()
+        .filter(|m| m.worse != Worse::Neither)
+        .map(|m| (m.name, m.worse))
 }
 
-/// The metrics checked by default, and which way is worse.
-pub const METRICS: [(&str, Worse); 6] = [
-    ("rejection_rate", Worse::Up),
-    ("oom_kills", Worse::Up),
-    ("remote_access_fraction", Worse::Up),
-    ("mean_latency_factor", Worse::Up),
-    ("p95_latency_factor", Worse::Up),
-    ("mem_alloc_mean", Worse::Down),
-];
+/// The tolerance of a metric without one given: one unit of its last
+/// printed digit (what differs between machines' libm), none for counts.
+fn default_tolerance(metric: &str) -> Tolerance {
+    let decimals = super::metrics::find(metric).map_or(9, |m| m.decimals);
+    Tolerance::Abs(if decimals == 0 {
+        0.0
+    } else {
+        10f64.powi(-(decimals as i32))
+    })
+}
 
 /// How much worse a metric may get: absolute or relative to the baseline.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,7 +92,7 @@ fn means(csv_text: &str, what: &str) -> Result<BTreeMap<String, BTreeMap<String,
         let policy = rec.get(policy_col).unwrap_or("").to_string();
         let entry = sums.entry(policy).or_default();
         entry.1 += 1;
-        for (name, _) in METRICS {
+        for (name, _) in checked() {
             let Some(col) = headers.iter().position(|h| h == name) else {
                 continue;
             };
@@ -117,12 +120,12 @@ pub fn compare(
     let base = means(baseline, "baseline summary.csv")?;
     let mut rows = Vec::new();
     for (policy, bm) in &base {
-        for (metric, worse) in METRICS {
+        for (metric, worse) in checked() {
             let Some(&b) = bm.get(metric) else { continue };
             let tol = tolerances
                 .get(metric)
                 .copied()
-                .unwrap_or(Tolerance::Abs(1e-9));
+                .unwrap_or_else(|| default_tolerance(metric));
             let c = cur.get(policy).and_then(|m| m.get(metric)).copied();
             let regressed = match c {
                 None => true,

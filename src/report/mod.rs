@@ -3,6 +3,7 @@
 //! and the replay writer.
 
 pub mod check;
+pub mod metrics;
 pub mod output;
 pub mod plot;
 pub mod replay;

@@ -1,52 +1,40 @@
 //! What `numasim run` writes and prints: `summary.csv`, `timeseries.csv`,
 //! `rejections.csv`, `rejections_by_flavor.csv` and the comparison table.
 
+use super::metrics::{METRICS, Metric, Shown, legend};
 use crate::error::Locate;
 use crate::experiment::run::{Prepared, RunError, RunResult};
-use crate::sim::metrics::RunMetrics;
 use std::fmt::Write as _;
 
-pub const SUMMARY_HEADER: &str = "scenario,policy,seed,guests,placed,rejected,rejection_rate,cpu_alloc_mean,mem_alloc_mean,hosts_in_use_mean,spanning_guests,remote_access_fraction,mean_latency_factor,p95_latency_factor,oom_kills,errors,skipped_rows,fit_calls,cost_model,spilled_guests,spilled_gb,late_oom_kills,late_spilled_guests,late_spilled_gb,mean_time_to_late_kill_s,remote_time_weighted,latency_time_weighted,numad_moves,migrated_gb,migration_s";
-
+/// One row per (policy, seed): the run's identity, then every metric of
+/// the registry (`report::metrics`) in its order and precision.
 pub fn summary_csv(scenario: &str, cost_model: &str, results: &[RunResult]) -> String {
-    let mut out = String::from(SUMMARY_HEADER);
+    let mut out = String::from("scenario,policy,seed,cost_model");
+    for m in METRICS {
+        out.push(',');
+        out.push_str(m.name);
+    }
     out.push('\n');
     for r in results {
-        let m = &r.metrics;
-        let _ = writeln!(
-            out,
-            "{scenario},{},{},{},{},{},{:.6},{:.6},{:.6},{:.3},{},{:.6},{:.6},{:.6},{},{},{},{},{cost_model},{},{:.3},{},{},{:.3},{:.1},{:.6},{:.6},{},{:.3},{:.1}",
-            r.policy,
-            r.seed,
-            m.guests,
-            m.placed,
-            m.rejected,
-            m.rejection_rate(),
-            m.cpu_alloc_mean,
-            m.mem_alloc_mean,
-            m.hosts_in_use_mean,
-            m.spanning_guests,
-            m.remote_access_fraction,
-            m.mean_latency_factor,
-            m.p95_latency_factor,
-            m.oom_kills,
-            m.errors,
-            r.skipped_rows,
-            m.fit_calls,
-            m.spilled_guests,
-            m.spilled_mb / 1024.0,
-            m.late_oom_kills,
-            m.late_spilled_guests,
-            m.late_spilled_mb / 1024.0,
-            m.mean_time_to_late_kill_s,
-            m.remote_time_weighted,
-            m.latency_time_weighted,
-            m.numad_moves,
-            m.migrated_mb / 1024.0,
-            m.migration_s,
-        );
+        let mut fields = vec![
+            scenario.to_string(),
+            r.policy.clone(),
+            r.seed.to_string(),
+            cost_model.to_string(),
+        ];
+        fields.extend(METRICS.iter().map(|m| m.format(&r.metrics)));
+        out.push_str(&csv_line(&fields));
     }
     out
+}
+
+/// One CSV line, fields quoted where they need it.
+pub fn csv_line(fields: &[String]) -> String {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(fields).expect("writing to memory");
+    String::from_utf8(w.into_inner().expect("memory")).expect("utf-8 in, utf-8 out")
 }
 
 pub fn timeseries_csv(results: &[RunResult]) -> String {
@@ -108,7 +96,8 @@ pub fn rejections_by_flavor_csv(results: &[RunResult]) -> String {
     out
 }
 
-/// Policies side by side: means over seeds.
+/// Policies side by side: means over seeds of the registry's table
+/// columns, then a legend of the short column names.
 pub fn comparison_table(results: &[RunResult]) -> String {
     let mut policies: Vec<&str> = Vec::new();
     for r in results {
@@ -116,49 +105,30 @@ pub fn comparison_table(results: &[RunResult]) -> String {
             policies.push(&r.policy);
         }
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<30} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8} {:>7} {:>9}",
-        "policy",
-        "seeds",
-        "rejected",
-        "cpu",
-        "mem",
-        "spanning",
-        "remote",
-        "latency",
-        "p95 lat",
-        "oom",
-        "late oom",
-        "remote~t",
-        "moves",
-        "migr GB"
-    );
+    let shown: Vec<&Metric> = METRICS.iter().filter(|m| m.shown != Shown::No).collect();
+    let width = |m: &Metric| m.short.len().max(8);
+    let name_width = policies.iter().map(|p| p.len()).max().unwrap_or(0).max(30);
+    let mut out = format!("{:<name_width$} {:>5}", "policy", "seeds");
+    for m in &shown {
+        let _ = write!(out, " {:>w$}", m.short, w = width(m));
+    }
+    out.push('\n');
     for p in policies {
         let rs: Vec<&RunResult> = results.iter().filter(|r| r.policy == p).collect();
-        let n = rs.len() as f64;
-        let mean =
-            |f: &dyn Fn(&RunMetrics) -> f64| rs.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
-        let _ = writeln!(
-            out,
-            "{:<30} {:>5} {:>8.2}% {:>7.1}% {:>7.1}% {:>8.1} {:>7.1}% {:>8.3} {:>8.3} {:>6.1} {:>9.1} {:>7.1}% {:>7.1} {:>9.1}",
-            p,
-            rs.len(),
-            100.0 * mean(&|m| m.rejection_rate()),
-            100.0 * mean(&|m| m.cpu_alloc_mean),
-            100.0 * mean(&|m| m.mem_alloc_mean),
-            mean(&|m| m.spanning_guests as f64),
-            100.0 * mean(&|m| m.remote_access_fraction),
-            mean(&|m| m.mean_latency_factor),
-            mean(&|m| m.p95_latency_factor),
-            mean(&|m| m.oom_kills as f64),
-            mean(&|m| m.late_oom_kills as f64),
-            100.0 * mean(&|m| m.remote_time_weighted),
-            mean(&|m| m.numad_moves as f64),
-            mean(&|m| m.migrated_mb / 1024.0),
-        );
+        let _ = write!(out, "{:<name_width$} {:>5}", p, rs.len());
+        for m in &shown {
+            let mean = rs.iter().map(|r| (m.value)(&r.metrics)).sum::<f64>() / rs.len() as f64;
+            let cell = match m.shown {
+                Shown::Percent(d) => format!("{:.d$}%", 100.0 * mean),
+                Shown::Fixed(d) => format!("{mean:.d$}"),
+                Shown::No => String::new(),
+            };
+            let _ = write!(out, " {:>w$}", cell, w = width(m));
+        }
+        out.push('\n');
     }
+    out.push_str(&legend());
+    out.push('\n');
     out
 }
 

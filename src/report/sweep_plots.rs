@@ -4,7 +4,7 @@
 //! allocated over time and the CDF of per-guest latency factors at the
 //! largest x.
 
-use crate::experiment::sweep::{METRICS, Manifest, PlotSpec, RunRecord, SweepError};
+use crate::experiment::sweep::{Manifest, PlotSpec, RunRecord, SweepError, metric_column};
 use crate::report::plot::{Chart, Legend, Series, write_chart};
 use crate::report::stats::mean_ci95;
 use std::collections::BTreeMap;
@@ -67,10 +67,7 @@ fn series_groups(manifest: &Manifest, records: &[RunRecord], x: Option<usize>) -
 }
 
 fn metric(records: &[RunRecord], idx: &[usize], name: &str) -> Vec<f64> {
-    let col = METRICS
-        .iter()
-        .position(|m| *m == name)
-        .expect("known metric");
+    let col = metric_column(name).expect("a registry metric");
     idx.iter()
         .filter_map(|&i| records[i].metrics[col].parse().ok())
         .collect()

@@ -10,11 +10,16 @@ use std::collections::BTreeMap;
 /// What one run measured. Means are time-weighted over `[warmup, end]`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunMetrics {
+    /// Guests arriving in the window: `placed + rejected + killed_at_start`.
     pub guests: u64,
     pub placed: u64,
+    /// No host took them (or their request was invalid: `errors` of them).
     pub rejected: u64,
     pub errors: u64,
-    pub oom_kills: u64,
+    /// Placed, then OOM-killed at once: their pages did not fit.
+    pub killed_at_start: u64,
+    /// Bad trace rows skipped (`--skip-bad-rows`).
+    pub skipped_rows: u64,
     pub spanning_guests: u64,
     /// NUMA guests with pages outside their host cells, and how many MB in all.
     pub spilled_guests: u64,
@@ -48,16 +53,6 @@ pub struct RunMetrics {
     pub numad_moves: u64,
     pub migrated_mb: f64,
     pub migration_s: f64,
-}
-
-impl RunMetrics {
-    pub fn rejection_rate(&self) -> f64 {
-        if self.guests == 0 {
-            0.0
-        } else {
-            (self.rejected + self.oom_kills) as f64 / self.guests as f64
-        }
-    }
 }
 
 /// Steps of `RunMetrics::latency_quantiles` (101 points).
@@ -237,7 +232,7 @@ impl Observer for MetricsCollector {
                         .entry(sim.catalog().flavors[row.flavor].name.clone())
                         .or_default() += 1;
                 }
-                Decision::OomKilled { .. } => m.oom_kills += 1,
+                Decision::OomKilled { .. } => m.killed_at_start += 1,
             }
         }
         self.observe(t, sim);
