@@ -393,6 +393,13 @@ fn any_scenario_runs_on_an_unrelated_trace_and_catalog() {
         summary.contains("quickstart,spread-strict,1,calibrated,3,3,0,0,"),
         "{summary}"
     );
+    // A trace without random draws: one run per policy, not three identical ones.
+    assert_eq!(summary.lines().count(), 1 + 3, "{summary}");
+    assert!(
+        err.contains("note: nothing in these runs depends on the seed")
+            && err.contains("instead of 3 identical times"),
+        "{err}"
+    );
     let mut strict = args.to_vec();
     strict.push("--strict-overrides");
     let r = numasim(&strict);

@@ -24,6 +24,12 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
         ..run::Overrides::default()
     };
     let mut prepared = run::prepare(&a.scenario, &ov)?;
+    if let Some(asked) = prepared.seed_independent {
+        eprintln!(
+            "note: nothing in these runs depends on the seed (a trace, no random strategy, no sampled shapes, no memory growth): each policy ran once, with seed {}, instead of {asked} identical times",
+            prepared.scenario.seeds[0]
+        );
+    }
     if !prepared.ignored_flavor_settings.is_empty() {
         let list: Vec<String> = prepared
             .ignored_flavor_settings

@@ -138,6 +138,10 @@ pub struct Prepared {
     pub growth: Vec<Option<crate::sim::config::Growth>>,
     /// Each policy's placement policy, built from the registry.
     pub placements: Vec<Arc<dyn crate::sim::PlacementPolicy>>,
+    /// Nothing in the runs depends on the seed (a trace, no `random`
+    /// strategy, no sampled shapes, no memory growth): the runs use only the
+    /// first seed; this holds how many seeds were asked for.
+    pub seed_independent: Option<usize>,
     /// Per-flavor settings ignored because a replacement catalog lacks
     /// their flavors: (scenario key, flavor names).
     pub ignored_flavor_settings: Vec<(String, Vec<String>)>,
@@ -317,7 +321,21 @@ pub fn prepare_scenario(
                 .map_err(|e| RunError::input(format!("policies[{i}].placement: {e}")).in_file(path))
         })
         .collect::<Result<Vec<_>, RunError>>()?;
+    // Seeds only where they matter: a trace replayed without random draws
+    // gives the same result under every seed, so it runs once.
+    let seeds_requested = scenario.seeds.len();
+    let seed_independent = trace.is_some()
+        && scenario
+            .policies
+            .iter()
+            .all(|p| p.strategy != crate::sim::Strategy::Random)
+        && scenario.flavors.shapes.iter().all(|r| r.share >= 1.0)
+        && growth.iter().all(Option::is_none);
+    if seed_independent {
+        scenario.seeds.truncate(1);
+    }
     Ok(Prepared {
+        seed_independent: (seed_independent && seeds_requested > 1).then_some(seeds_requested),
         scenario,
         base,
         hosts,
