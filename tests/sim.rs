@@ -1520,3 +1520,36 @@ trace = "t.csv"
         assert!((mem - 1024.0 / 16384.0).abs() < 1e-9, "{mem}");
     }
 }
+
+#[test]
+fn stranded_capacity_is_what_no_flavor_can_use() {
+    // Only one-cell flavors: after two 3072 MB guests, each cell has 1024 MB
+    // left, 2048 MB in all, and no flavor fits a cell: the host's free
+    // 4 CPUs and 2048 MB are stranded. After one, a cell still takes one.
+    let flavors = "name,vcpus,memory_mb,extra_specs\nmid,2,3072,hw:numa_nodes=1\nbig,2,4096,hw:numa_nodes=1\n";
+    let run = |trace: &str| {
+        Setup {
+            host: HOST,
+            flavors,
+            mode: MemoryMode::Strict,
+            ram_ratio: 1.0,
+            placement: "nova",
+            manual: Vec::new(),
+            touched_fraction: vec![1.0; 2],
+            growth: Vec::new(),
+        }
+        .run(trace)
+    };
+    let (_, one) = run("g1,1,,mid\n");
+    assert_eq!(one.stranded(), numasim::sim::engine::Stranded::default());
+    let (rec, two) = run("g1,1,,mid\ng2,2,,mid\n");
+    assert_eq!(rec.decisions, ["g1 placed on 0", "g2 placed on 0"]);
+    assert_eq!(
+        two.stranded(),
+        numasim::sim::engine::Stranded {
+            hosts: 1,
+            cpus: 4,
+            mem_mb: 2048
+        }
+    );
+}

@@ -38,13 +38,14 @@ pub fn csv_line(fields: &[String]) -> String {
 }
 
 pub fn timeseries_csv(results: &[RunResult]) -> String {
-    let mut out =
-        String::from("policy,seed,t_s,running,cpu_alloc,mem_alloc,hosts_in_use,placed,rejected\n");
+    let mut out = String::from(
+        "policy,seed,t_s,running,cpu_alloc,mem_alloc,hosts_in_use,placed,rejected,stranded_cpu,stranded_mem,stranded_hosts\n",
+    );
     for r in results {
         for s in &r.samples {
             let _ = writeln!(
                 out,
-                "{},{},{:.1},{},{:.6},{:.6},{},{},{}",
+                "{},{},{:.1},{},{:.6},{:.6},{},{},{},{:.6},{:.6},{}",
                 r.policy,
                 r.seed,
                 s.t,
@@ -53,7 +54,10 @@ pub fn timeseries_csv(results: &[RunResult]) -> String {
                 s.mem_alloc,
                 s.hosts_in_use,
                 s.placed,
-                s.rejected
+                s.rejected,
+                s.stranded_cpu,
+                s.stranded_mem,
+                s.stranded_hosts
             );
         }
     }

@@ -53,6 +53,10 @@ pub struct RunMetrics {
     pub numad_moves: u64,
     pub migrated_mb: f64,
     pub migration_s: f64,
+    /// Means over the time-series samples in the window of the stranded
+    /// CPUs and memory (fractions of the fleet's).
+    pub stranded_cpu_mean: f64,
+    pub stranded_mem_mean: f64,
 }
 
 /// Steps of `RunMetrics::latency_quantiles` (101 points).
@@ -68,6 +72,11 @@ pub struct Sample {
     pub hosts_in_use: usize,
     pub placed: u64,
     pub rejected: u64,
+    /// Free CPUs and memory no flavor can use (`Simulation::stranded`), as
+    /// fractions of the fleet's, and the hosts they are on.
+    pub stranded_cpu: f64,
+    pub stranded_mem: f64,
+    pub stranded_hosts: usize,
 }
 
 pub struct MetricsCollector {
@@ -151,8 +160,14 @@ impl MetricsCollector {
             sim.running_latency,
             sim.running_costed as f64,
         ];
+        // Stranded capacity costs a check of the fleet: once per sampling.
+        let mut stranded = None;
         while self.interval > 0.0 && t >= self.next_sample && self.next_sample <= self.horizon {
+            let st = *stranded.get_or_insert_with(|| sim.stranded());
             self.samples.push(Sample {
+                stranded_cpu: st.cpus as f64 / self.capacity.0,
+                stranded_mem: st.mem_mb as f64 / self.capacity.1,
+                stranded_hosts: st.hosts,
                 t: self.next_sample,
                 running: sim.running(),
                 cpu_alloc: self.last[0],
@@ -214,6 +229,16 @@ impl MetricsCollector {
                 .collect();
         }
         m.fit_calls = fit_calls;
+        let window: Vec<&Sample> = self
+            .samples
+            .iter()
+            .filter(|s| s.t >= self.warmup && s.t <= end)
+            .collect();
+        if !window.is_empty() {
+            let n = window.len() as f64;
+            m.stranded_cpu_mean = window.iter().map(|s| s.stranded_cpu).sum::<f64>() / n;
+            m.stranded_mem_mean = window.iter().map(|s| s.stranded_mem).sum::<f64>() / n;
+        }
         (self.metrics, self.samples)
     }
 }

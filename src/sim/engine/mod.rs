@@ -98,6 +98,9 @@ pub struct Simulation {
     departures: super::queue::DepartureQueue,
     /// Hosts ordered for the strategy: (key, fleet index); first passing wins.
     order: BTreeSet<(i64, usize)>,
+    /// One probe guest per valid catalog flavor, smallest first: what
+    /// `stranded` tries on each host.
+    probes: Vec<(TraceRow, Option<GuestTopology>)>,
     /// Scratch: the refusals of the current arrival's scan (reasons only),
     /// and which hosts it checked.
     refused: Vec<(usize, Refusal)>,
@@ -139,6 +142,16 @@ pub struct Simulation {
     pub running_remote: f64,
     pub running_latency: f64,
     pub running_costed: u64,
+}
+
+/// Capacity no flavor of the catalog can use (`Simulation::stranded`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stranded {
+    /// Hosts that can take no flavor.
+    pub hosts: usize,
+    /// Their free physical CPUs and free memory (MB).
+    pub cpus: i64,
+    pub mem_mb: i64,
 }
 
 /// A request is computed once per (flavor, image properties).
@@ -197,6 +210,7 @@ impl Simulation {
             order_keys: vec![0; n],
             refused: Vec::new(),
             seen: Default::default(),
+            probes: Vec::new(),
             policy_orders_hosts: false,
             keeps_loads,
             schedule,
@@ -227,6 +241,32 @@ impl Simulation {
                     .map(|l| (h.total_mem as f64 * (l.ram_allocation_ratio - 1.0)).ceil() as i64)
             })
             .try_fold(0i64, |acc, s| s.map(|s| acc.max(s)));
+        let mut probes: Vec<(TraceRow, Option<GuestTopology>)> = sim
+            .catalog
+            .flavors
+            .iter()
+            .enumerate()
+            .filter_map(|(f, flavor)| {
+                let request = ImageProps::from_pairs(&[])
+                    .and_then(|image| numa_get_constraints(flavor, &image))
+                    .ok()?;
+                let row = TraceRow {
+                    row: 0,
+                    line: 0,
+                    id: String::new(),
+                    arrival_s: 0.0,
+                    departure_s: None,
+                    flavor: f,
+                    image_props: Vec::new(),
+                };
+                Some((row, request))
+            })
+            .collect();
+        probes.sort_by_key(|(row, _)| {
+            let f = &sim.catalog.flavors[row.flavor];
+            (f.memory_mb, f.vcpus, row.flavor)
+        });
+        sim.probes = probes;
         sim.policy_orders_hosts = n > 0 && sim.config.policy.host_key(&sim.host_view(0)).is_some();
         for i in 0..n {
             sim.order_keys[i] = sim.order_key(i);
@@ -800,6 +840,35 @@ impl Simulation {
     pub fn binding_of(&self, row: usize) -> Option<(usize, &Binding)> {
         let p = self.placed.iter().flatten().find(|p| p.row == row)?;
         Some((p.host, &p.binding))
+    }
+
+    /// Stranded capacity now: the free CPUs and memory of the hosts on which
+    /// no flavor of the catalog can be placed (by the run's one host check),
+    /// because what is free sits on the wrong cells or beside an exhausted
+    /// resource. Free CPUs: physical CPUs not claimed by floating vCPUs or
+    /// pinned; free memory: memory not claimed.
+    pub fn stranded(&self) -> Stranded {
+        let mut out = Stranded::default();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let takes_some = self.probes.iter().any(|(row, request)| {
+                let guest = self.guest_view(row, request.as_ref());
+                matches!(self.check_host(i, &guest, &mut 0), Ok(Ok(_)))
+            });
+            if takes_some {
+                continue;
+            }
+            out.hosts += 1;
+            let pinned: i64 = h
+                .topo
+                .cells
+                .iter()
+                .map(|c| c.pinned_cpus.len() as i64)
+                .sum();
+            let physical: i64 = h.topo.cells.iter().map(|c| c.physical_cpus() as i64).sum();
+            out.cpus += (physical - pinned - h.vcpu_used).max(0);
+            out.mem_mb += (h.total_mem - h.mem_used).max(0);
+        }
+        out
     }
 
     /// Guests currently placed.
