@@ -206,12 +206,13 @@ pub(super) fn bench(
     };
     let rows = bench::bench(&scenario, &hosts, &guests, policy.as_deref(), &mut |r| {
         eprintln!(
-            "{} hosts, {} guests, {}: {:.2} s, {:.2} µs/event",
+            "{} hosts, {} guests, {}: loop {:.2} s ({:.2} µs/event), run with outputs {:.2} s",
             r.hosts,
             r.guests,
             r.policy,
             r.wall_s,
-            r.us_per_event()
+            r.us_per_event(),
+            r.command_s
         );
     })?;
     let table = bench::table(&rows);

@@ -85,6 +85,7 @@ impl CellShort {
 impl Refusal {
     /// Whether two refusals are the same reason, apart from per-host amounts
     /// (what is left differs from host to host; what is asked does not).
+    #[inline]
     pub fn same_reason(&self, other: &Refusal) -> bool {
         match (self, other) {
             (

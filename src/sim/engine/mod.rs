@@ -749,20 +749,42 @@ impl Simulation {
         let from_scan = scanned
             .iter()
             .map(|(i, r)| self.analysed(*i, &guest, r.clone()));
-        let skipped = (0..self.hosts.len()).filter(|&i| !seen[i]).filter_map(|i| {
-            let below_floor = self
-                .host_level_refusal(&self.hosts[i], guest.vcpus, guest.memory_mb)
-                .filter(|_| self.host_level_applies(&guest));
-            // A skipped host always fails the host-level check; checking it
-            // fully keeps this right should that ever change.
-            below_floor.or_else(|| {
-                self.check_host(i, &guest, &mut 0)
-                    .ok()
-                    .and_then(Result::err)
-                    .map(|r| self.analysed(i, &guest, r))
-            })
+        // The skipped hosts (below the RAM floor; thousands per refusal on a
+        // full fleet): each fails the host-level check; counted per reason
+        // without grouping them one by one.
+        let applies = self.host_level_applies(&guest);
+        let mut below_floor: Vec<(Refusal, usize)> = Vec::new();
+        let mut unexpected = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            if seen[i] {
+                continue;
+            }
+            match self
+                .host_level_refusal(h, guest.vcpus, guest.memory_mb)
+                .filter(|_| applies)
+            {
+                Some(r) => match below_floor.iter().position(|(g, _)| g.same_reason(&r)) {
+                    Some(k) => below_floor[k].1 += 1,
+                    None => below_floor.push((r, 1)),
+                },
+                // A skipped host always fails the host-level check; checking
+                // it fully keeps this right should that ever change.
+                None => unexpected.push(i),
+            }
+        }
+        let skipped = unexpected.into_iter().filter_map(|i| {
+            self.check_host(i, &guest, &mut 0)
+                .ok()
+                .and_then(Result::err)
+                .map(|r| self.analysed(i, &guest, r))
         });
-        let groups = super::refusal::group(from_scan.chain(skipped));
+        let mut groups = super::refusal::group(from_scan.chain(skipped));
+        for (r, n) in below_floor {
+            match groups.iter_mut().find(|(g, _)| g.same_reason(&r)) {
+                Some((_, m)) => *m += n,
+                None => groups.push((r, n)),
+            }
+        }
         self.seen.set(seen);
         groups
     }
