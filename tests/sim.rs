@@ -1553,3 +1553,170 @@ fn stranded_capacity_is_what_no_flavor_can_use() {
         }
     );
 }
+
+#[test]
+fn nonsense_scenario_values_are_refused_with_their_key() {
+    // Each mutation of the quickstart: exit 2, the key named, no result.
+    let good = std::fs::read_to_string("scenarios/quickstart.toml")
+        .unwrap()
+        .replace(
+            "file = \"flavors.csv\"",
+            &format!(
+                "file = \"{}\"",
+                Path::new("scenarios/flavors.csv")
+                    .canonicalize()
+                    .unwrap()
+                    .display()
+            ),
+        );
+    let cases = [
+        (
+            "offered_load = 0.9",
+            "arrivals_per_hour = nan",
+            "workload.synthetic.arrivals_per_hour = NaN",
+        ),
+        (
+            "offered_load = 0.9",
+            "offered_load = 0",
+            "workload.synthetic.offered_load = 0",
+        ),
+        (
+            "offered_load = 0.9",
+            "arrivals_per_hour = -5.0",
+            "workload.synthetic.arrivals_per_hour = -5",
+        ),
+        ("warmup_s = 21600", "warmup_s = nan", "warmup_s = NaN"),
+        (
+            "name = \"quickstart\"",
+            "name = \"../escape\"",
+            "name = `../escape`",
+        ),
+        ("name = \"quickstart\"", "name = \"a,b\"", "name = `a,b`"),
+        (
+            "cpu_allocation_ratio = 4.0",
+            "cpu_allocation_ratio = nan",
+            "fleet[0].config.cpu_allocation_ratio = NaN",
+        ),
+        (
+            "timeseries_interval_s = 3600",
+            "timeseries_interval_s = 1e-9",
+            "output.timeseries_interval_s = 0.000000001",
+        ),
+        (
+            "memory_mode = \"strict\"",
+            "memory_mode = \"strict\"\n[policies.rebalancing]\nautonuma_tick_s = 1e-9",
+            "autonuma_tick_s",
+        ),
+        (
+            "[flavors]\nfile",
+            "[flavors]\nlist = [{ name = \"neg\", vcpus = -2, memory_mb = 1024 }]\nfile",
+            "flavors.list `neg`: vcpus `-2`",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(good.contains(from), "{from}");
+        let e = scenario_error(&good.replacen(from, to, 1));
+        assert!(e.contains(expected), "{to}: {e}");
+    }
+}
+
+#[test]
+fn a_very_long_window_thins_the_time_series_instead_of_growing_it() {
+    // Two guests 30 years apart with 1-second samples would be a billion
+    // samples; the series is thinned to at most MAX_SAMPLES, and says so.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("t.csv"),
+        "id,arrival_s,departure_s,flavor\ng1,0,,one\ng2,1000000000,,one\n",
+    )
+    .unwrap();
+    let scenario = tmp.path().join("s.toml");
+    std::fs::write(
+        &scenario,
+        r#"name = "long"
+seeds = [1]
+warmup_s = 0
+[[fleet]]
+count = 1
+[fleet.synthetic]
+name = "h"
+sockets = 1
+cores_per_node = 8
+threads_per_core = 1
+memory_mb_per_node = 16384
+[flavors]
+list = [{ name = "one", vcpus = 1, memory_mb = 1024 }]
+[workload]
+trace = "t.csv"
+[[policies]]
+[output]
+timeseries_interval_s = 1
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let r = numasim(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("note: the time series was thinned"),
+        "{}",
+        stderr(&r)
+    );
+    let lines = std::fs::read_to_string(out.join("timeseries.csv"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        lines > 1000 && lines <= 1 + numasim::sim::metrics::MAX_SAMPLES,
+        "{lines}"
+    );
+}
+
+#[test]
+fn check_fails_on_nan_and_too_many_threads_are_refused() {
+    let (_tmp, out) = run_into("scenarios/quickstart.toml");
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let col = summary
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|h| h == "mean_latency_factor")
+        .unwrap();
+    let nan: String = summary
+        .lines()
+        .enumerate()
+        .map(|(k, l)| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if k > 0 {
+                f[col] = "NaN";
+            }
+            f.join(",") + "\n"
+        })
+        .collect();
+    std::fs::write(out.join("summary.csv"), nan).unwrap();
+    let r = numasim(&[
+        "check",
+        out.to_str().unwrap(),
+        "--baseline",
+        "results/quickstart-baseline",
+    ]);
+    assert_eq!(r.status.code(), Some(1), "{}", stdout(&r));
+    assert!(
+        stdout(&r).contains("| mean_latency_factor |"),
+        "{}",
+        stdout(&r)
+    );
+    let r = numasim(&["run", "scenarios/quickstart.toml", "--threads", "100000"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        stderr(&r).contains("--threads 100000: expected 0 (one per core) to 1024"),
+        "{}",
+        stderr(&r)
+    );
+}

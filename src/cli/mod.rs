@@ -473,6 +473,11 @@ pub(super) fn runs_bar(len: u64) -> indicatif::ProgressBar {
 
 /// Worker threads for parallel runs (0 or none: one per core).
 pub(super) fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    // More threads than runs buys nothing; thousands only stall the machine.
+    const MAX_THREADS: usize = 1024;
+    if let Some(n) = threads.filter(|n| *n > MAX_THREADS) {
+        anyhow::bail!("--threads {n}: expected 0 (one per core) to {MAX_THREADS}");
+    }
     Ok(rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
         .build()?)

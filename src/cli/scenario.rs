@@ -76,6 +76,18 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
         },
         out.display()
     );
+    let asked = prepared.scenario.output.timeseries_interval_s;
+    if let Some(used) = results
+        .iter()
+        .map(|r| r.metrics.timeseries_interval_s)
+        .filter(|i| *i > asked)
+        .reduce(f64::max)
+    {
+        eprintln!(
+            "note: the time series was thinned to at most {} samples per run: interval {used} s instead of {asked} s",
+            numasim::sim::metrics::MAX_SAMPLES
+        );
+    }
     let skipped: u64 = results
         .iter()
         .map(|r| r.metrics.skipped_rows)

@@ -379,6 +379,11 @@ fn hour() -> f64 {
     3600.0
 }
 
+/// The shortest rebalancing step and time-series interval (seconds).
+pub const MIN_STEP_S: f64 = 0.1;
+/// The smallest arrival rate or offered load: below it a run is endless.
+pub const MIN_RATE: f64 = 1e-6;
+
 /// A scenario that parsed but says something impossible.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -395,6 +400,33 @@ impl Scenario {
 
     fn check(&self) -> Result<(), ScenarioError> {
         let bad = |m: String| Err(ScenarioError(m));
+        // The name becomes a directory under results/: one path component.
+        let name_ok = !self.name.is_empty()
+            && self.name != "."
+            && self.name != ".."
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c));
+        if !name_ok {
+            return bad(format!(
+                "name = `{}`: expected letters, digits, `.`, `_`, `-` or `+` (it names the results directory)",
+                self.name
+            ));
+        }
+        if !(self.warmup_s.is_finite() && self.warmup_s >= 0.0) {
+            return bad(format!(
+                "warmup_s = {}: expected a number of seconds, 0 or more",
+                self.warmup_s
+            ));
+        }
+        if let Some(h) = self.horizon_s
+            && !(h.is_finite() && h > 0.0)
+        {
+            return bad(format!(
+                "horizon_s = {h}: expected a positive number of seconds"
+            ));
+        }
         if self.seeds.is_empty() {
             return bad("seeds: give at least one seed".into());
         }
@@ -429,10 +461,15 @@ impl Scenario {
                 }
                 _ => {}
             }
-            if f.config.cpu_allocation_ratio <= 0.0 || f.config.ram_allocation_ratio <= 0.0 {
-                return bad(format!(
-                    "fleet[{i}].config: allocation ratios must be positive"
-                ));
+            for (key, v) in [
+                ("cpu_allocation_ratio", f.config.cpu_allocation_ratio),
+                ("ram_allocation_ratio", f.config.ram_allocation_ratio),
+            ] {
+                if !(v.is_finite() && v > 0.0) {
+                    return bad(format!(
+                        "fleet[{i}].config.{key} = {v}: expected a positive number"
+                    ));
+                }
             }
         }
         for (i, p) in self.policies.iter().enumerate() {
@@ -447,6 +484,18 @@ impl Scenario {
                 if !(v.is_finite() && v > 0.0) {
                     return bad(format!(
                         "policies[{i}].rebalancing.{key} = {v}: expected a positive number"
+                    ));
+                }
+            }
+            // Steps of numad and autonuma are events: a step below a
+            // tenth of a second only makes a run endless.
+            for (key, v) in [
+                ("numad_interval_s", r.numad_interval_s),
+                ("autonuma_tick_s", r.autonuma_tick_s),
+            ] {
+                if v < MIN_STEP_S {
+                    return bad(format!(
+                        "policies[{i}].rebalancing.{key} = {v}: expected at least {MIN_STEP_S} s"
                     ));
                 }
             }
@@ -489,6 +538,18 @@ impl Scenario {
             if syn.arrivals_per_hour.is_some() == syn.offered_load.is_some() {
                 return bad("workload.synthetic: give exactly one of `arrivals_per_hour` and `offered_load`".into());
             }
+            for (key, v) in [
+                ("arrivals_per_hour", syn.arrivals_per_hour),
+                ("offered_load", syn.offered_load),
+            ] {
+                if let Some(v) = v
+                    && !(v.is_finite() && v >= MIN_RATE)
+                {
+                    return bad(format!(
+                        "workload.synthetic.{key} = {v}: expected a positive number, at least {MIN_RATE}"
+                    ));
+                }
+            }
             if syn.mix.is_empty()
                 || syn.mix.values().any(|w| !w.is_finite() || *w < 0.0)
                 || syn.mix.values().sum::<f64>() <= 0.0
@@ -498,8 +559,10 @@ impl Scenario {
                 );
             }
             let life_ok = match &syn.lifetime {
-                Lifetime::Exponential { mean_s } => *mean_s > 0.0,
-                Lifetime::Lognormal { median_s, sigma } => *median_s > 0.0 && *sigma >= 0.0,
+                Lifetime::Exponential { mean_s } => mean_s.is_finite() && *mean_s > 0.0,
+                Lifetime::Lognormal { median_s, sigma } => {
+                    median_s.is_finite() && *median_s > 0.0 && sigma.is_finite() && *sigma >= 0.0
+                }
                 Lifetime::Empirical { sorted_s } => !sorted_s.is_empty(),
             };
             if !life_ok {
@@ -529,8 +592,15 @@ impl Scenario {
                 return bad(format!("flavors.shapes[{i}].extra_specs: {m}"));
             }
         }
-        if self.output.timeseries_interval_s <= 0.0 {
-            return bad("output.timeseries_interval_s must be positive".into());
+        let interval = self.output.timeseries_interval_s;
+        if !(interval.is_finite() && interval >= MIN_STEP_S) {
+            return bad(format!(
+                "output.timeseries_interval_s = {interval}: expected at least {MIN_STEP_S} s"
+            ));
+        }
+        for f in &self.flavors.list {
+            crate::workload::trace::check_flavor(&f.name, f.vcpus, f.memory_mb)
+                .map_err(|m| ScenarioError(format!("flavors.list `{}`: {m}", f.name)))?;
         }
         self.cost.calibration().map_err(ScenarioError)?;
         Ok(())

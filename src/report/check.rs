@@ -128,7 +128,9 @@ pub fn compare(
                 .unwrap_or_else(|| default_tolerance(metric));
             let c = cur.get(policy).and_then(|m| m.get(metric)).copied();
             let regressed = match c {
+                // Missing or not a number (on either side): a failure, never a pass.
                 None => true,
+                Some(c) if !c.is_finite() || !b.is_finite() => true,
                 Some(c) => {
                     let delta = if worse == Worse::Up { c - b } else { b - c };
                     delta > tol.allowed(b)

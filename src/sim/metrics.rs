@@ -57,7 +57,13 @@ pub struct RunMetrics {
     /// CPUs and memory (fractions of the fleet's).
     pub stranded_cpu_mean: f64,
     pub stranded_mem_mean: f64,
+    /// The time series' interval in the end (larger than asked when the
+    /// window needed more than `MAX_SAMPLES` samples).
+    pub timeseries_interval_s: f64,
 }
+
+/// The most time-series samples one run keeps; past it the interval doubles.
+pub const MAX_SAMPLES: usize = 100_000;
 
 /// Steps of `RunMetrics::latency_quantiles` (101 points).
 pub const LATENCY_QUANTILES: usize = 100;
@@ -123,7 +129,10 @@ impl MetricsCollector {
             last: [0.0; 6],
             area: [0.0; 6],
             migrate_mb_per_s: sim.config.migrate_mb_per_s,
-            metrics: RunMetrics::default(),
+            metrics: RunMetrics {
+                timeseries_interval_s: interval,
+                ..RunMetrics::default()
+            },
             remote_sum: 0.0,
             latency_sum: 0.0,
             latencies: Vec::new(),
@@ -163,6 +172,9 @@ impl MetricsCollector {
         // Stranded capacity costs a check of the fleet: once per sampling.
         let mut stranded = None;
         while self.interval > 0.0 && t >= self.next_sample && self.next_sample <= self.horizon {
+            if self.samples.len() >= MAX_SAMPLES {
+                self.thin();
+            }
             let st = *stranded.get_or_insert_with(|| sim.stranded());
             self.samples.push(Sample {
                 stranded_cpu: st.cpus as f64 / self.capacity.0,
@@ -178,6 +190,19 @@ impl MetricsCollector {
             });
             self.next_sample += self.interval;
         }
+    }
+
+    /// Keeps memory bounded on long windows: every other sample goes and
+    /// the interval doubles (the samples kept are the new interval's).
+    fn thin(&mut self) {
+        let mut k = 0;
+        self.samples.retain(|_| {
+            k += 1;
+            k % 2 == 1
+        });
+        self.interval *= 2.0;
+        self.next_sample = self.samples.last().map_or(0.0, |s| s.t) + self.interval;
+        self.metrics.timeseries_interval_s = self.interval;
     }
 
     fn integrate(&mut self, dt: f64) {

@@ -67,6 +67,30 @@ pub fn open_trace<'c>(
     })
 }
 
+/// The most vCPUs and memory a flavor may ask for: far beyond any host,
+/// and small enough that sums over a fleet never overflow.
+pub const MAX_FLAVOR_VCPUS: i64 = 1 << 16;
+pub const MAX_FLAVOR_MEMORY_MB: i64 = 1 << 32;
+
+/// The one check of a flavor's name and size, for catalog files and a
+/// scenario's inline list alike.
+pub fn check_flavor(name: &str, vcpus: i64, memory_mb: i64) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty flavor name".into());
+    }
+    if !(1..=MAX_FLAVOR_VCPUS).contains(&vcpus) {
+        return Err(format!(
+            "vcpus `{vcpus}` is not a positive integer up to {MAX_FLAVOR_VCPUS}"
+        ));
+    }
+    if !(1..=MAX_FLAVOR_MEMORY_MB).contains(&memory_mb) {
+        return Err(format!(
+            "memory_mb `{memory_mb}` is not a positive integer up to {MAX_FLAVOR_MEMORY_MB}"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses `key=value;key=value` (empty string = no pairs).
 pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
@@ -126,17 +150,13 @@ pub fn read_catalog(input: impl Read) -> Result<Catalog, CsvError> {
         let line = rec.position().map_or(0, |p| p.line());
         let get = |k: &str| rec.get(cols[k]).unwrap_or("").trim();
         let name = get("name");
-        if name.is_empty() {
-            return Err(at(line, "empty flavor name"));
-        }
-        let positive = |k: &str| -> Result<i64, CsvError> {
+        let integer = |k: &str| -> Result<i64, CsvError> {
             get(k)
                 .parse()
-                .ok()
-                .filter(|v: &i64| *v > 0)
-                .ok_or_else(|| at(line, format!("{k} `{}` is not a positive integer", get(k))))
+                .map_err(|_| at(line, format!("{k} `{}` is not a positive integer", get(k))))
         };
-        let (vcpus, memory_mb) = (positive("vcpus")?, positive("memory_mb")?);
+        let (vcpus, memory_mb) = (integer("vcpus")?, integer("memory_mb")?);
+        check_flavor(name, vcpus, memory_mb).map_err(|m| at(line, m))?;
         let extra_specs =
             parse_pairs(get("extra_specs")).map_err(|m| at(line, format!("extra_specs: {m}")))?;
         flavors.push(Flavor {
