@@ -31,6 +31,15 @@ pub fn py_float(x: f64) -> String {
             "0.0".into()
         };
     }
+    // Where Python's repr is positional (1e-4 <= |x| < 1e16) it is Rust's
+    // shortest round-trip Display, with `.0` on whole numbers.
+    if (1e-4..1e16).contains(&x.abs()) {
+        let mut s = format!("{x}");
+        if !s.contains('.') {
+            s.push_str(".0");
+        }
+        return s;
+    }
     let sci = format!("{x:e}"); // e.g. "4.282e3", "-1.5e-5"
     let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
     let exp: i32 = exp.parse().expect("integer exponent");

@@ -174,9 +174,14 @@ pub fn read_catalog(input: impl Read) -> Result<Catalog, CsvError> {
 
 /// Streams a trace, validating as it goes. With `skip_bad_rows`, bad rows
 /// are counted in `skipped` instead of failing the run.
+/// The trace's columns, in the order of `TraceReader::cols`.
+const TRACE_COLUMNS: [&str; 5] = ["id", "arrival_s", "departure_s", "flavor", "image_props"];
+
 pub struct TraceReader<'c, R: Read> {
     records: csv::StringRecordsIntoIter<R>,
-    cols: HashMap<String, usize>,
+    /// Column positions of id, arrival_s, departure_s, flavor and (when
+    /// present) image_props: resolved once from the header.
+    cols: [Option<usize>; 5],
     catalog: &'c Catalog,
     seen: HashSet<String>,
     last_arrival: f64,
@@ -194,7 +199,8 @@ impl<'c, R: Read> TraceReader<'c, R> {
             .headers()
             .map_err(|e| at(1, format!("cannot read the header: {e}")))?
             .clone();
-        let cols = columns(&headers, &["id", "arrival_s", "departure_s", "flavor"])?;
+        let by_name = columns(&headers, &["id", "arrival_s", "departure_s", "flavor"])?;
+        let cols = TRACE_COLUMNS.map(|k| by_name.get(k).copied());
         Ok(TraceReader {
             records: r.into_records(),
             cols,
@@ -211,9 +217,9 @@ impl<'c, R: Read> TraceReader<'c, R> {
     fn parse(&mut self, rec: &csv::StringRecord) -> Result<TraceRow, CsvError> {
         let line = rec.position().map_or(0, |p| p.line());
         let get = |k: &str| {
-            self.cols
-                .get(k)
-                .and_then(|&i| rec.get(i))
+            let c = TRACE_COLUMNS.iter().position(|n| *n == k);
+            c.and_then(|c| self.cols[c])
+                .and_then(|i| rec.get(i))
                 .unwrap_or("")
                 .trim()
         };

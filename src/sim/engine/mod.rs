@@ -90,6 +90,8 @@ pub struct Simulation {
     pub free_mb: Vec<Vec<f64>>,
     catalog: Catalog,
     requests: HashMap<RequestKey, CachedRequest>,
+    /// Requests of rows without image properties, by flavor.
+    plain_requests: Vec<Option<CachedRequest>>,
     /// Placed guests in a slab: departures carry their slot.
     placed: Vec<Option<Placed>>,
     free_slots: Vec<usize>,
@@ -202,6 +204,7 @@ impl Simulation {
             free_mb,
             catalog,
             requests: HashMap::new(),
+            plain_requests: Vec::new(),
             placed: Vec::new(),
             free_slots: Vec::new(),
             running: 0,
@@ -405,6 +408,21 @@ impl Simulation {
 
     /// The row's guest topology, computed once per (flavor, image properties).
     fn request_for(&mut self, row: &TraceRow) -> CachedRequest {
+        // Most rows have no image properties: one slot per flavor, no hashing.
+        if row.image_props.is_empty() {
+            if let Some(Some(r)) = self.plain_requests.get(row.flavor) {
+                return r.clone();
+            }
+            let flavor = &self.catalog.flavors[row.flavor];
+            let r = Arc::new(
+                ImageProps::from_pairs(&[]).and_then(|image| numa_get_constraints(flavor, &image)),
+            );
+            if self.plain_requests.len() <= row.flavor {
+                self.plain_requests.resize(row.flavor + 1, None);
+            }
+            self.plain_requests[row.flavor] = Some(r.clone());
+            return r;
+        }
         let key = (row.flavor, row.image_props.clone());
         if let Some(r) = self.requests.get(&key) {
             return r.clone();
@@ -822,12 +840,12 @@ impl Simulation {
 
     /// Whether the row's request has a guest NUMA topology (valid requests only).
     pub fn requests_numa(&self, row: &TraceRow) -> bool {
-        matches!(
-            self.requests
-                .get(&(row.flavor, row.image_props.clone()))
-                .map(|r| r.as_ref()),
-            Some(Ok(Some(_)))
-        )
+        let cached = if row.image_props.is_empty() {
+            self.plain_requests.get(row.flavor).and_then(Option::as_ref)
+        } else {
+            self.requests.get(&(row.flavor, row.image_props.clone()))
+        };
+        matches!(cached.map(|r| r.as_ref()), Some(Ok(Some(_))))
     }
 
     /// Whether every host's cell memory usage equals its initial usage plus
