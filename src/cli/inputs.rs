@@ -72,8 +72,7 @@ pub(super) fn replay(a: ReplayArgs) -> Result<i32> {
     use numasim::sim::{SimConfig, Simulation};
     let hosts = numasim::sim::fleet::fleet_from_json(&read_text(&a.fleet)?)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.fleet.display()))?;
-    let catalog = numasim::workload::trace::read_catalog(open(&a.flavors)?)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.flavors.display()))?;
+    let catalog = numasim::workload::trace::open_catalog(&a.flavors)?;
     let limits_json: serde_json::Value =
         serde_json::from_str(&a.limits).map_err(|e| anyhow::anyhow!("--limits: {e}; expected JSON such as {{\"cpu_allocation_ratio\": 16.0, \"ram_allocation_ratio\": 1.5}} or null"))?;
     let limits = numasim::fit::case::parse_limits(Some(&limits_json))
@@ -88,15 +87,15 @@ pub(super) fn replay(a: ReplayArgs) -> Result<i32> {
     // Written whole or not at all: a failed replay leaves no file behind.
     let file = numasim::report::output::AtomicFile::create(&a.out)?;
     let mut writer = numasim::report::replay::ReplayWriter::new(file);
-    let mut rows =
-        numasim::workload::trace::TraceReader::new(open(&a.trace)?, &catalog, a.skip_bad_rows)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", a.trace.display()))?;
+    let mut rows = numasim::workload::trace::open_trace(&a.trace, &catalog, a.skip_bad_rows)?;
     let start = std::time::Instant::now();
     let result = sim.run(&mut rows, &mut writer);
     let wall = start.elapsed().as_secs_f64();
     if let Err(e) = result {
         return Err(match e {
-            numasim::sim::SimError::Trace(t) => anyhow::anyhow!("{}: {t}", a.trace.display()),
+            numasim::sim::SimError::Trace(t) => {
+                numasim::workload::trace::FileError::row(&a.trace, t).into()
+            }
             other => anyhow::anyhow!(other),
         });
     }
@@ -148,12 +147,11 @@ pub(super) fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
             format,
             plot,
         } => {
-            let catalog = numasim::workload::trace::read_catalog(open(&flavors)?)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", flavors.display()))?;
-            let rows = numasim::workload::trace::TraceReader::new(open(&trace)?, &catalog, false)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", trace.display()))?;
+            use numasim::workload::trace::{FileError, open_catalog, open_trace};
+            let catalog = open_catalog(&flavors)?;
+            let rows = open_trace(&trace, &catalog, false)?;
             let s = numasim::workload::stats::stats(rows, &catalog)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", trace.display()))?;
+                .map_err(|e| FileError::row(&trace, e))?;
             let model = match &host {
                 Some(h) => {
                     let host = load::load_host(h, None)?;

@@ -102,18 +102,12 @@ pub(super) fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
         let Some(flavors) = &a.flavors else {
             anyhow::bail!("{}: a trace needs --flavors CSV", a.input.display());
         };
-        let f = std::fs::File::open(flavors)
-            .with_context(|| format!("{}: cannot open", flavors.display()))?;
-        let catalog = numasim::workload::trace::read_catalog(std::io::BufReader::new(f))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", flavors.display()))?;
-        let f = std::fs::File::open(&a.input)
-            .with_context(|| format!("{}: cannot open", a.input.display()))?;
-        let reader =
-            numasim::workload::trace::TraceReader::new(std::io::BufReader::new(f), &catalog, false)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
+        use numasim::workload::trace::{FileError, open_catalog, open_trace};
+        let catalog = open_catalog(flavors)?;
+        let reader = open_trace(&a.input, &catalog, false)?;
         let mut rows = Vec::new();
         for row in reader.take(a.limit) {
-            rows.push(row.map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?);
+            rows.push(row.map_err(|e| FileError::row(&a.input, e))?);
         }
         (catalog, rows)
     } else {
@@ -130,7 +124,7 @@ pub(super) fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
         }
         let mut rows = Vec::new();
         for row in prepared.rows(seed)?.take(a.limit) {
-            let row = row.map_err(|e| anyhow::anyhow!("{}: {e}", a.input.display()))?;
+            let row = row.map_err(|e| numasim::workload::trace::FileError::row(&a.input, e))?;
             rows.push(prepared.shaped(row, seed));
         }
         (prepared.catalog.clone(), rows)

@@ -453,12 +453,6 @@ pub(super) fn read_text(path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
-pub(super) fn open(path: &std::path::Path) -> Result<std::io::BufReader<std::fs::File>> {
-    Ok(std::io::BufReader::new(
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?,
-    ))
-}
-
 /// A progress bar over runs, with the time left.
 pub(super) fn runs_bar(len: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);

@@ -37,6 +37,16 @@ pub enum FileError {
     },
 }
 
+impl FileError {
+    /// A bad row of the file at `path` (row errors carry their line).
+    pub fn row(path: &std::path::Path, error: CsvError) -> FileError {
+        FileError::Csv {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}
+
 fn open_file(path: &std::path::Path) -> Result<std::io::BufReader<std::fs::File>, FileError> {
     std::fs::File::open(path)
         .map(std::io::BufReader::new)
