@@ -32,7 +32,10 @@ LIBVIRTD=$!
 trap 'kill $LIBVIRTD 2>/dev/null; wait $LIBVIRTD 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
 virsh -c qemu:///system version >/dev/null || { cat "$OUT/libvirtd.out" "$OUT/libvirtd.log" || true; exit 1; }
-virsh -c qemu:///system capabilities | grep -q "<cells num='4'>" \
+# Read the whole output first: `virsh ... | grep -q` under pipefail fails
+# whenever grep exits at its match before virsh has written everything.
+caps=$(virsh -c qemu:///system capabilities)
+grep -q "<cells num='4'>" <<<"$caps" \
   || { echo "libvirt does not see the fake 4-cell host"; exit 1; }
 
 # 1. Every placement defines and reads back as predicted; those within the real
