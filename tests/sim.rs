@@ -1720,3 +1720,26 @@ fn check_fails_on_nan_and_too_many_threads_are_refused() {
         stderr(&r)
     );
 }
+
+#[test]
+fn a_results_directory_counts_only_when_its_run_completed() {
+    let (_tmp, out) = run_into("scenarios/quickstart.toml");
+    let marker = out.join("numasim-run.complete");
+    assert!(marker.is_file());
+    let base = [
+        "check",
+        out.to_str().unwrap(),
+        "--baseline",
+        "results/quickstart-baseline",
+    ];
+    assert_eq!(numasim(&base).status.code(), Some(0));
+    // A run that stopped while writing leaves no marker: check refuses it.
+    std::fs::remove_file(&marker).unwrap();
+    let r = numasim(&base);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(
+        stderr(&r).contains("no complete run here"),
+        "{}",
+        stderr(&r)
+    );
+}

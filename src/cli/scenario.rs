@@ -375,6 +375,13 @@ pub(super) fn check(
             check::Tolerance::parse(spec).map_err(|m| anyhow::anyhow!("--tolerance: {m}"))?,
         );
     }
+    if !numasim::report::summary::is_complete(&results) {
+        anyhow::bail!(
+            "{}: no complete run here (no {}: the run did not finish, or these are not numasim run results)",
+            results.display(),
+            numasim::report::summary::COMPLETE
+        );
+    }
     let cur = read_text(&results.join("summary.csv"))?;
     let base = read_text(&baseline.join("summary.csv"))?;
     let rows = check::compare(&cur, &base, &tol).map_err(anyhow::Error::msg)?;

@@ -147,6 +147,18 @@ pub fn write_run(
     let io = |e: super::output::OutputError| RunError::input(e);
     std::fs::create_dir_all(out)
         .map_err(|e| RunError::input(format!("cannot create: {e}")).in_file(out))?;
+    // The set of files is complete only with the marker, written last; an
+    // earlier run's files go first, so a kill leaves no mix of two runs.
+    for name in std::iter::once(COMPLETE).chain(RUN_FILES) {
+        match std::fs::remove_file(out.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(
+                    RunError::input(format!("cannot replace: {e}")).in_file(&out.join(name))
+                );
+            }
+            _ => {}
+        }
+    }
     let cal = prepared
         .scenario
         .cost
@@ -178,5 +190,24 @@ pub fn write_run(
         rejections_by_flavor_csv(results).as_bytes(),
     )
     .map_err(io)?;
+    write_atomically(
+        &out.join(COMPLETE),
+        format!("{}\n", RUN_FILES.join("\n")).as_bytes(),
+    )
+    .map_err(io)?;
     Ok(())
+}
+
+/// What `numasim run` writes, and the marker written after them.
+pub const RUN_FILES: [&str; 4] = [
+    "summary.csv",
+    "timeseries.csv",
+    "rejections.csv",
+    "rejections_by_flavor.csv",
+];
+pub const COMPLETE: &str = "numasim-run.complete";
+
+/// Whether `dir` holds a complete run's results (its marker is there).
+pub fn is_complete(dir: &std::path::Path) -> bool {
+    dir.join(COMPLETE).is_file()
 }
