@@ -1466,50 +1466,12 @@ fn cpu_alloc_counts_each_physical_cpu_once_with_and_without_cpu_sets() {
     // fleet's CPUs, whether the host has no CPU sets (every CPU is both
     // shared and dedicated to Nova) or splits them 4 + 4. (A trace's window
     // ends at its last arrival: g2 closes it at 100 s.)
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("t.csv"),
-        "id,arrival_s,departure_s,flavor\ng1,0,1000,one\ng2,100,1000,one\n",
-    )
-    .unwrap();
     for sets in [
         "",
         "cpu_shared_set = \"0-3\"\ncpu_dedicated_set = \"4-7\"\n",
     ] {
-        let scenario = tmp.path().join("s.toml");
-        std::fs::write(
-            &scenario,
-            format!(
-                r#"name = "one"
-seeds = [1]
-warmup_s = 0
-horizon_s = 100
-[[fleet]]
-count = 1
-[fleet.synthetic]
-name = "h"
-sockets = 1
-cores_per_node = 8
-threads_per_core = 1
-memory_mb_per_node = 16384
-[fleet.config]
-{sets}
-[flavors]
-list = [{{ name = "one", vcpus = 1, memory_mb = 1024 }}]
-[workload]
-trace = "t.csv"
-[[policies]]
-"#
-            ),
-        )
-        .unwrap();
-        let out = tmp.path().join("out");
-        let r = numasim(&[
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let (out, r) = run_one_host(tmp.path(), "g1,0,1000,one\ng2,100,1000,one\n", sets, "");
         assert!(r.status.success(), "{}", stderr(&r));
         let mut summary = csv::Reader::from_path(out.join("summary.csv")).unwrap();
         let row: std::collections::HashMap<String, String> =
@@ -1519,6 +1481,56 @@ trace = "t.csv"
         let mem: f64 = row["mem_alloc_mean"].parse().unwrap();
         assert!((mem - 1024.0 / 16384.0).abs() < 1e-9, "{mem}");
     }
+}
+
+/// Runs a one-host scenario (8 CPUs, 16 GiB, one 1-vCPU 1 GiB flavor `one`)
+/// on `trace`, with `config` under `[fleet.config]` and `tail` appended;
+/// returns the run's output directory and what numasim printed.
+fn run_one_host(
+    tmp: &Path,
+    trace: &str,
+    config: &str,
+    tail: &str,
+) -> (std::path::PathBuf, std::process::Output) {
+    std::fs::write(
+        tmp.join("t.csv"),
+        format!("id,arrival_s,departure_s,flavor\n{trace}"),
+    )
+    .unwrap();
+    let scenario = tmp.join("s.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "one"
+seeds = [1]
+warmup_s = 0
+[[fleet]]
+count = 1
+[fleet.synthetic]
+name = "h"
+sockets = 1
+cores_per_node = 8
+threads_per_core = 1
+memory_mb_per_node = 16384
+[fleet.config]
+{config}
+[flavors]
+list = [{{ name = "one", vcpus = 1, memory_mb = 1024 }}]
+[workload]
+trace = "t.csv"
+[[policies]]
+{tail}"#
+        ),
+    )
+    .unwrap();
+    let out = tmp.join("out");
+    let r = numasim(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    (out, r)
 }
 
 #[test]
@@ -1625,42 +1637,12 @@ fn a_very_long_window_thins_the_time_series_instead_of_growing_it() {
     // Two guests 30 years apart with 1-second samples would be a billion
     // samples; the series is thinned to at most MAX_SAMPLES, and says so.
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("t.csv"),
-        "id,arrival_s,departure_s,flavor\ng1,0,,one\ng2,1000000000,,one\n",
-    )
-    .unwrap();
-    let scenario = tmp.path().join("s.toml");
-    std::fs::write(
-        &scenario,
-        r#"name = "long"
-seeds = [1]
-warmup_s = 0
-[[fleet]]
-count = 1
-[fleet.synthetic]
-name = "h"
-sockets = 1
-cores_per_node = 8
-threads_per_core = 1
-memory_mb_per_node = 16384
-[flavors]
-list = [{ name = "one", vcpus = 1, memory_mb = 1024 }]
-[workload]
-trace = "t.csv"
-[[policies]]
-[output]
-timeseries_interval_s = 1
-"#,
-    )
-    .unwrap();
-    let out = tmp.path().join("out");
-    let r = numasim(&[
-        "run",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (out, r) = run_one_host(
+        tmp.path(),
+        "g1,0,,one\ng2,1000000000,,one\n",
+        "",
+        "[output]\ntimeseries_interval_s = 1\n",
+    );
     assert!(r.status.success(), "{}", stderr(&r));
     assert!(
         stderr(&r).contains("note: the time series was thinned"),
