@@ -582,9 +582,10 @@ fn scenario_error(body: &str) -> String {
     stderr(&r)
 }
 
-#[test]
-fn bad_scenarios_name_file_key_and_line() {
-    let good = std::fs::read_to_string("scenarios/quickstart.toml")
+/// The quickstart scenario with its flavors file as an absolute path, so
+/// a copy of it runs from any directory.
+fn quickstart_anywhere() -> String {
+    std::fs::read_to_string("scenarios/quickstart.toml")
         .unwrap()
         .replace(
             "file = \"flavors.csv\"",
@@ -595,7 +596,12 @@ fn bad_scenarios_name_file_key_and_line() {
                     .unwrap()
                     .display()
             ),
-        );
+        )
+}
+
+#[test]
+fn bad_scenarios_name_file_key_and_line() {
+    let good = quickstart_anywhere();
     let e = scenario_error(&good.replace("count = 32", "count = 32\nsize = 3"));
     assert!(
         e.contains("bad.toml") && e.contains("size") && e.contains("line"),
@@ -1569,18 +1575,7 @@ fn stranded_capacity_is_what_no_flavor_can_use() {
 #[test]
 fn nonsense_scenario_values_are_refused_with_their_key() {
     // Each mutation of the quickstart: exit 2, the key named, no result.
-    let good = std::fs::read_to_string("scenarios/quickstart.toml")
-        .unwrap()
-        .replace(
-            "file = \"flavors.csv\"",
-            &format!(
-                "file = \"{}\"",
-                Path::new("scenarios/flavors.csv")
-                    .canonicalize()
-                    .unwrap()
-                    .display()
-            ),
-        );
+    let good = quickstart_anywhere();
     let cases = [
         (
             "offered_load = 0.9",
