@@ -431,3 +431,47 @@ fn outcomes_partition_the_guests_in_every_shipped_scenario_and_a_sweep() {
     assert!(r.status.success(), "{}", stderr(&r));
     check(&out.join("runs.csv"));
 }
+
+#[test]
+fn a_changed_input_file_invalidates_the_records_made_from_it() {
+    // The sweep's scenario reads a captured host file: edit it, and no
+    // record made from the old file is reused.
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host.json");
+    let r = numasim(&["topology", "convert", "libvirt-2s4c", "-o", s(&host)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    std::fs::copy("scenarios/flavors.csv", tmp.path().join("flavors.csv")).unwrap();
+    let scenario = std::fs::read_to_string("scenarios/quickstart.toml").unwrap();
+    let fleet_start = scenario.find("[[fleet]]").unwrap();
+    let fleet_end = scenario.find("[flavors]").unwrap();
+    let scenario = format!(
+        "{}[[fleet]]\ncount = 8\nfile = \"host.json\"\n\n{}",
+        &scenario[..fleet_start],
+        &scenario[fleet_end..]
+    );
+    std::fs::write(tmp.path().join("s.toml"), scenario).unwrap();
+    let sweep_file = tmp.path().join("sweep.toml");
+    std::fs::write(
+        &sweep_file,
+        "name = \"digest\"\nscenario = \"s.toml\"\nreplications = 1\n[[points]]\n\"workload.synthetic.guests\" = 200\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let args = [s(&sweep_file), "--out", s(&out)];
+    let r = sweep(&args);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stderr(&r).contains("3 runs; 3 to run\n"), "{}", stderr(&r));
+    let r = sweep(&args);
+    assert!(
+        stderr(&r).contains("0 to run, 3 already recorded"),
+        "{}",
+        stderr(&r)
+    );
+    let text = std::fs::read_to_string(&host).unwrap();
+    let edited = text.replacen("\"memory_mb\": 3994", "\"memory_mb\": 2994", 1);
+    assert_ne!(text, edited);
+    std::fs::write(&host, edited).unwrap();
+    let r = sweep(&args);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stderr(&r).contains("3 runs; 3 to run\n"), "{}", stderr(&r));
+}

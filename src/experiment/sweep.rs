@@ -343,6 +343,7 @@ impl Sweep {
         let mut prepared = Vec::with_capacity(points.len());
         let mut runs = Vec::new();
         let mut run_digests = Vec::new();
+        let mut file_digests: BTreeMap<PathBuf, u64> = BTreeMap::new();
         for (pi, point) in points.iter().enumerate() {
             let describe = || {
                 point
@@ -368,6 +369,41 @@ impl Sweep {
             } else if let Some(n) = spec.replications {
                 scenario.seeds = (1..=n).collect();
             }
+            // Every file a run reads (host captures, node lists, flavors,
+            // traces): its content goes into the run's digest, so a changed
+            // file invalidates the records made from it.
+            let base_dir = scenario_path.parent().unwrap_or(Path::new("."));
+            let mut inputs: Vec<PathBuf> = scenario
+                .fleet
+                .iter()
+                .filter_map(|f| {
+                    f.file
+                        .clone()
+                        .or_else(|| f.nodes.as_ref().map(|n| n.file.clone()))
+                })
+                .chain(scenario.flavors.file.clone())
+                .chain(scenario.workload.trace.clone())
+                .chain(scenario.workload.twin.as_ref().map(|t| t.trace.clone()))
+                .map(|f| base_dir.join(f))
+                .collect();
+            inputs.sort();
+            inputs.dedup();
+            let mut inputs_digest = crate::stable_hash::StableHasher::new();
+            for path in &inputs {
+                let d = match file_digests.get(path) {
+                    Some(d) => *d,
+                    None => {
+                        let d = file_digest(path).map_err(|e| {
+                            SweepError::Input(format!("{}: cannot read: {e}", path.display()))
+                        })?;
+                        file_digests.insert(path.clone(), d);
+                        d
+                    }
+                };
+                inputs_digest.part(path.to_string_lossy().as_bytes());
+                inputs_digest.part(&d.to_le_bytes());
+            }
+            let inputs_digest = inputs_digest.finish().to_le_bytes();
             let ov = Overrides {
                 hosts,
                 ..Overrides::default()
@@ -378,15 +414,6 @@ impl Sweep {
                     error,
                 }
             })?;
-            // The flavors file is an input of every run; the trace file is
-            // named (not hashed: it may be gigabytes).
-            let flavors_text = p
-                .scenario
-                .flavors
-                .file
-                .as_ref()
-                .and_then(|f| std::fs::read(p.base.join(f)).ok())
-                .unwrap_or_default();
             for policy in 0..p.scenario.policies.len() {
                 for &seed in &p.scenario.seeds {
                     let d = digest(&[
@@ -394,7 +421,7 @@ impl Sweep {
                         // Records of an older record format are not reused.
                         RECORD_FORMAT.as_bytes(),
                         resolved.as_bytes(),
-                        &flavors_text,
+                        &inputs_digest,
                         format!("{hosts:?}/{policy}/{seed}").as_bytes(),
                     ]);
                     run_digests.push(format!("{d:016x}"));
@@ -569,6 +596,22 @@ pub struct RunRecord {
     pub timeseries: Vec<String>,
     /// Latency factor at quantiles 0, 0.01, ..., 1.
     pub latency_quantiles: Vec<String>,
+}
+
+/// The stable digest of a file's content, read in blocks (traces may be
+/// gigabytes; memory stays flat).
+fn file_digest(path: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = crate::stable_hash::StableHasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.write(&buf[..n]);
+    }
 }
 
 /// Bumped when a record's content changes (its metric columns, their meaning).
