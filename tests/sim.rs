@@ -1720,3 +1720,29 @@ fn a_results_directory_counts_only_when_its_run_completed() {
         stderr(&r)
     );
 }
+
+#[test]
+fn a_full_stdout_ends_the_command_with_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_numasim"))
+        .args([
+            "run",
+            "scenarios/quickstart.toml",
+            "--out",
+            tmp.path().join("out").to_str().unwrap(),
+        ])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("stdout: No space left on device"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(!stderr(&r).contains("panicked"), "{}", stderr(&r));
+}

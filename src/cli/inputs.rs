@@ -11,8 +11,8 @@ pub(super) fn topology(cmd: TopologyCmd) -> Result<i32> {
         } => {
             let host = load::load_host(&host, format_in)?;
             match format {
-                ShowFormat::Text => print!("{}", render::text(&host)),
-                ShowFormat::Json => println!("{}", wire::to_json(&host)),
+                ShowFormat::Text => out!("{}", render::text(&host)),
+                ShowFormat::Json => outln!("{}", wire::to_json(&host)),
             }
         }
         TopologyCmd::Convert {
@@ -28,7 +28,7 @@ pub(super) fn topology(cmd: TopologyCmd) -> Result<i32> {
         }
         TopologyCmd::Presets => {
             for p in presets::PRESETS {
-                println!("{:<16} {}", p.name, p.about);
+                outln!("{:<16} {}", p.name, p.about);
             }
         }
     }
@@ -164,14 +164,14 @@ pub(super) fn trace_cmd(cmd: TraceCmd) -> Result<i32> {
                 None => None,
             };
             match format {
-                ShowFormat::Text => print!(
+                ShowFormat::Text => out!(
                     "{}",
                     numasim::report::trace_stats::text(
                         &s,
                         model.as_ref().map(|(n, c, m)| (n.as_str(), *c, *m))
                     )
                 ),
-                ShowFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+                ShowFormat::Json => outln!("{}", serde_json::to_string_pretty(&s)?),
             }
             if let Some(base) = plot {
                 let name = trace

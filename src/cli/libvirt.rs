@@ -29,7 +29,7 @@ pub(super) fn libvirt_capture(connect: &str, output: &std::path::Path) -> Result
     let host = numasim::libvirt::validate::capture(backend.as_mut(), &name)
         .map_err(|e| anyhow::anyhow!("{connect}: {e}"))?;
     write_atomically(output, wire::to_json(&host).as_bytes())?;
-    println!(
+    outln!(
         "{connect}: {} cells, {} CPUs, {} MiB ({} MiB free) -> {}",
         host.cells.len(),
         host.cells.iter().map(|c| c.cpus.len()).sum::<usize>(),
@@ -161,9 +161,12 @@ pub(super) fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
         None => None,
     };
     let mut write_error = None;
+    let mut stdout_error: Option<std::io::Error> = None;
     let mut show = |r: &validate::GuestReport| {
+        use std::io::Write as _;
         let cells = format!("{:?}", r.cells);
-        println!(
+        let printed = writeln!(
+            std::io::stdout(),
             "{:<12} {:<14} cells {:<8} {:<9}{}{}",
             r.guest,
             r.flavor,
@@ -176,6 +179,9 @@ pub(super) fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
                 format!(": {}", r.details.join("; "))
             }
         );
+        if let Err(e) = printed {
+            stdout_error.get_or_insert(e);
+        }
         if let Some(w) = &mut csv_out {
             let res = w
                 .write_record([
@@ -205,6 +211,9 @@ pub(super) fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
     if let Some(e) = write_error {
         anyhow::bail!("validation report: {e}");
     }
+    if let Some(e) = stdout_error {
+        anyhow::bail!("stdout: {e}");
+    }
     let reports = result.map_err(|e| {
         anyhow::anyhow!(
             "{}: {e} (partial results above; the domains created were removed)",
@@ -221,7 +230,7 @@ pub(super) fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
         eprintln!("interrupted: the domains created were removed");
         return Ok(130);
     }
-    println!(
+    outln!(
         "{}: {checked} guests defined ({started} started), {failed} mismatched or refused, {} not placed or skipped",
         a.connect,
         reports.len() - checked
@@ -294,6 +303,6 @@ pub(super) fn libvirt_xml(
         mode: memory_mode,
         domain_type: "kvm",
     };
-    print!("{}", numasim::libvirt::xml::domain_xml(&spec, &fitted));
+    out!("{}", numasim::libvirt::xml::domain_xml(&spec, &fitted));
     Ok(0)
 }

@@ -6,6 +6,21 @@ use numasim::topology::import::Format;
 use numasim::topology::{presets, render, wire};
 use std::path::PathBuf;
 
+/// `print!` and `println!` that return an error when stdout cannot be
+/// written (a full disk, a closed file) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*).map_err(|e| anyhow::anyhow!("stdout: {e}"))?
+    }};
+}
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err(|e| anyhow::anyhow!("stdout: {e}"))?
+    }};
+}
+
 mod inputs;
 mod libvirt;
 mod scenario;
@@ -436,7 +451,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             command: LibvirtCmd::Validate(args),
         } => libvirt_validate(args),
         Command::Metrics => {
-            print!("{}", numasim::report::metrics::markdown());
+            out!("{}", numasim::report::metrics::markdown());
             Ok(0)
         }
         Command::Check {

@@ -46,7 +46,7 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
     let bar = runs_bar(jobs);
     let pool = thread_pool(a.threads)?;
     if let Some(twin) = &prepared.twin {
-        println!("{twin}");
+        outln!("{twin}");
     }
     let start = std::time::Instant::now();
     let results = pool.install(|| prepared.run_all(&|| bar.inc(1)))?;
@@ -59,15 +59,15 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
         .cost
         .calibration()
         .map_err(anyhow::Error::msg)?;
-    println!(
+    outln!(
         "scenario {name}: {} hosts, {} policies x {} seeds in {:.1} s",
         prepared.hosts.len(),
         prepared.scenario.policies.len(),
         prepared.scenario.seeds.len(),
         start.elapsed().as_secs_f64()
     );
-    print!("{}", numasim::report::summary::comparison_table(&results));
-    println!(
+    out!("{}", numasim::report::summary::comparison_table(&results));
+    outln!(
         "latency factor: {}; results in {}",
         if cal.is_default() {
             "SLIT/10 (no calibration table)".to_string()
@@ -145,7 +145,7 @@ pub(super) fn sweep(a: SweepArgs) -> Result<i32> {
         start.elapsed().as_secs_f64()
     );
     if shard.is_some_and(|(_, n)| n > 1) {
-        println!(
+        outln!(
             "shard recorded in {}; join the shards with `numasim merge DIR... --out OUT`",
             out.display()
         );
@@ -154,7 +154,7 @@ pub(super) fn sweep(a: SweepArgs) -> Result<i32> {
     let (manifest, records) = sweep::merge_records(std::slice::from_ref(&out))?;
     let written = sweep::write_outputs(&out, &manifest, &records)?;
     for w in written {
-        println!("{}", w.display());
+        outln!("{}", w.display());
     }
     Ok(0)
 }
@@ -180,17 +180,17 @@ pub(super) fn capacity(
         })
     })?;
     if let Some(rate) = plan.arrivals_per_hour {
-        println!(
+        outln!(
             "workload held at {rate:.1} arrivals/hour (the scenario's offered load on its own fleet)"
         );
     }
-    println!(
+    outln!(
         "policy {}, {} seeds; sizes tried:\n\n{}",
         plan.policy,
         plan.seeds,
         plan.table()
     );
-    println!("smallest fleet meeting every target: {} hosts", plan.answer);
+    outln!("smallest fleet meeting every target: {} hosts", plan.answer);
     if let Some(dir) = out {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
@@ -228,7 +228,7 @@ pub(super) fn bench(
         );
     })?;
     let table = bench::table(&rows);
-    print!("{table}");
+    out!("{table}");
     if let Some(path) = record {
         use std::io::Write;
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -281,7 +281,7 @@ pub(super) fn explain(
     };
     let seed = seed.unwrap_or(prepared.scenario.seeds[0]);
     let (x, decision) = prepared.explain(p, seed, &guest)?;
-    println!(
+    outln!(
         "guest {} (flavor {}: {} vCPUs, {} MB, {}), policy {}, seed {seed}",
         x.guest,
         x.flavor,
@@ -294,14 +294,14 @@ pub(super) fn explain(
         },
         names[p]
     );
-    println!("decision: {decision}");
+    outln!("decision: {decision}");
     let passing = x.passing().count();
-    println!("hosts: {}, passing: {passing}", x.verdicts.len());
+    outln!("hosts: {}, passing: {passing}", x.verdicts.len());
     let summary = numasim::report::words::refusals(&x.refusals());
     if !summary.is_empty() {
-        println!("refused by: {summary}");
+        outln!("refused by: {summary}");
     }
-    println!(
+    outln!(
         "hosts in {} order (free RAM decides spread and pack; the first passing host wins{}):",
         x.strategy,
         if x.strategy == "random" {
@@ -311,7 +311,7 @@ pub(super) fn explain(
         }
     );
     for (k, v) in x.verdicts.iter().enumerate().take(show) {
-        println!(
+        outln!(
             "  {:>3}. {:<20} free RAM {:>8} MB  {}",
             k + 1,
             v.name,
@@ -324,7 +324,7 @@ pub(super) fn explain(
         );
     }
     if x.verdicts.len() > show {
-        println!("  ... {} more (--show N)", x.verdicts.len() - show);
+        outln!("  ... {} more (--show N)", x.verdicts.len() - show);
     }
     Ok(0)
 }
@@ -346,7 +346,7 @@ pub(super) fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> Result<i32> {
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;
     for w in sweep::write_outputs(&out, &manifest, &records)? {
-        println!("{}", w.display());
+        outln!("{}", w.display());
     }
     Ok(0)
 }
@@ -385,7 +385,7 @@ pub(super) fn check(
     let cur = read_text(&results.join("summary.csv"))?;
     let base = read_text(&baseline.join("summary.csv"))?;
     let rows = check::compare(&cur, &base, &tol).map_err(anyhow::Error::msg)?;
-    print!("{}", check::markdown(&rows));
+    out!("{}", check::markdown(&rows));
     let junit = junit.unwrap_or_else(|| results.join("check.junit.xml"));
     write_atomically(&junit, check::junit(&rows).as_bytes())?;
     let regressed = rows.iter().filter(|r| r.regressed).count();
@@ -396,7 +396,7 @@ pub(super) fn check(
         );
         return Ok(1);
     }
-    println!(
+    outln!(
         "no regression against {} ({} checks)",
         baseline.display(),
         rows.len()
