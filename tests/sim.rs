@@ -1619,6 +1619,11 @@ fn nonsense_scenario_values_are_refused_with_their_key() {
             "[flavors]\nlist = [{ name = \"neg\", vcpus = -2, memory_mb = 1024 }]\nfile",
             "flavors.list `neg`: vcpus `-2`",
         ),
+        (
+            "count = 32",
+            "count = 10000000",
+            "fleet: 10000000 hosts: expected at most 1000000",
+        ),
     ];
     for (from, to, expected) in cases {
         assert!(good.contains(from), "{from}");

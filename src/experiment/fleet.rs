@@ -5,6 +5,7 @@
 use super::load::load_host;
 use super::run::RunError;
 use super::scenario::{FleetEntry, Scenario};
+use crate::error::Locate;
 use crate::sim::fleet::{SimHost, host_model, sim_host_from_model};
 use crate::topology::{Host, parse_cpu_list, presets};
 use std::path::Path;
@@ -13,6 +14,9 @@ use std::sync::Arc;
 fn err<T>(m: impl Into<String>) -> Result<T, RunError> {
     Err(RunError::input(m.into()))
 }
+
+/// The largest fleet numasim simulates.
+pub const MAX_HOSTS: usize = 1_000_000;
 
 /// The scenario's hosts (node lists expanded into the scenario's fleet
 /// entries first); `hosts` scales the fleet to that many hosts.
@@ -27,7 +31,15 @@ pub fn build_fleet(
         Some(n) => scaled_counts(&counts, n),
         None => counts,
     };
-    let mut hosts = Vec::new();
+    // Sized to this kind of machine (24 GiB): about 5 KB per host.
+    let total = counts.iter().fold(0usize, |a, c| a.saturating_add(*c));
+    if total > MAX_HOSTS {
+        return Err(RunError::input(format!(
+            "{total} hosts: expected at most {MAX_HOSTS} (about 5 GB of fleet state)"
+        ))
+        .at_key("fleet"));
+    }
+    let mut hosts = Vec::with_capacity(total);
     for (i, (entry, &count)) in scenario.fleet.iter().zip(&counts).enumerate() {
         let host = host_for(entry, base, i)?;
         let model = Arc::new(host_model(&host));
