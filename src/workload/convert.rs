@@ -426,6 +426,39 @@ fn sampled(id: &str, seed: u64, fraction: f64) -> bool {
     crate::stable_hash::draws(id, seed, fraction)
 }
 
+/// The guest as the native reader accepts it, or why it is dropped: a
+/// unique non-empty id, finite times with the departure after the arrival
+/// (an infinite departure means the guest stays: repaired to none), and a
+/// flavor size the catalog check accepts.
+fn readable(mut g: GuestRecord, ids: &mut std::collections::HashSet<String>) -> Item {
+    let why = |m: String| Item::Dropped(format!("line {}: {m}", g.line));
+    if g.id.is_empty() {
+        return why("empty id".into());
+    }
+    if !g.arrival_s.is_finite() {
+        return why(format!("arrival {} is not finite", g.arrival_s));
+    }
+    if g.departure_s.is_some_and(|d| d == f64::INFINITY) {
+        g.departure_s = None;
+    }
+    if let Some(d) = g.departure_s
+        && !(d.is_finite() && d > g.arrival_s)
+    {
+        return why(format!(
+            "departure {d} is not after arrival {}",
+            g.arrival_s
+        ));
+    }
+    let memory_mb = i64::try_from(g.memory_mb).unwrap_or(i64::MAX);
+    if let Err(m) = crate::workload::trace::check_flavor("size", i64::from(g.vcpus), memory_mb) {
+        return why(m);
+    }
+    if !ids.insert(g.id.clone()) {
+        return why(format!("duplicate id `{}`", g.id));
+    }
+    Item::Guest(g)
+}
+
 /// Reads `input` (a path: SQLite needs one) in `format`, applies the cuts,
 /// and formats the native CSVs. Flavors are the distinct (vCPUs, memory)
 /// pairs, named `c<vcpus>m<memory_mb>`.
@@ -460,8 +493,15 @@ pub fn convert(
     };
     let mut out = Converted::default();
     let mut guests: Vec<GuestRecord> = Vec::new();
+    let mut ids: std::collections::HashSet<String> = std::collections::HashSet::new();
     for item in rows {
-        match item? {
+        // What numasim's own trace reader would refuse is dropped (and
+        // counted) here, so a converted trace always reads back.
+        let item = match item? {
+            Item::Guest(g) => readable(g, &mut ids),
+            dropped => dropped,
+        };
+        match item {
             Item::Dropped(what) => {
                 out.dropped += 1;
                 if out.dropped_examples.len() < 3 {
@@ -570,6 +610,49 @@ mod tests {
             e.to_string().contains("line 1: vmcorecount bucket `big`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn rows_the_reader_would_refuse_are_dropped_and_the_output_reads_back() {
+        // A duplicate id and a zero-memory guest.
+        let text = "vmid,cpu,memory,time,type\n1,2,4,0,0\n1,2,4,5,0\n2,1,0,6,0\n3,1,1,9,0\n";
+        let c = run(Format::HuaweiEast1, text, &Cuts::default()).unwrap();
+        assert_eq!(c.dropped, 2, "{:?}", c.dropped_examples);
+        assert!(
+            c.dropped_examples
+                .iter()
+                .any(|e| e.contains("duplicate id `1`")),
+            "{:?}",
+            c.dropped_examples
+        );
+        // An infinite departure is a guest that stays; a zero-size one goes.
+        let inf = GuestRecord {
+            id: "x".into(),
+            arrival_s: 1.0,
+            departure_s: Some(f64::INFINITY),
+            vcpus: 1,
+            memory_mb: 1,
+            line: 7,
+        };
+        let mut ids = std::collections::HashSet::new();
+        assert!(
+            matches!(readable(inf.clone(), &mut ids), Item::Guest(g) if g.departure_s.is_none())
+        );
+        let zero = GuestRecord {
+            id: "y".into(),
+            memory_mb: 0,
+            ..inf
+        };
+        assert!(
+            matches!(readable(zero, &mut ids), Item::Dropped(m) if m.contains("memory_mb `0`"))
+        );
+        let catalog = crate::workload::trace::read_catalog(c.flavors_csv.as_bytes()).unwrap();
+        let rows: Vec<_> =
+            crate::workload::trace::TraceReader::new(c.trace_csv.as_bytes(), &catalog, false)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(rows.len(), 2);
     }
 
     #[test]
