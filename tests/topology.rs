@@ -444,3 +444,18 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn an_error_is_said_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("g.txt");
+    std::fs::write(&p, "garbage\n").unwrap();
+    let r = numasim(&["topology", "show", p.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = stderr(&r);
+    assert_eq!(
+        err.matches("cannot tell the topology format").count(),
+        1,
+        "{err}"
+    );
+}

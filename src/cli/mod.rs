@@ -382,10 +382,27 @@ pub fn run() -> i32 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             if is_internal(&e) { 3 } else { 2 }
         }
     }
+}
+
+/// The error and its causes, each said once: a library error that already
+/// shows its cause in its own message is not followed by the cause again.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if text.contains(&s) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s);
+    }
+    text
 }
 
 /// Whether an error is numasim's own (an invariant broke: exit 3) rather
