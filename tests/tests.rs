@@ -2,6 +2,7 @@
 
 mod common;
 mod fit;
+mod fuzz;
 mod libvirt;
 mod policy;
 mod replay;
