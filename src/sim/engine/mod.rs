@@ -109,6 +109,9 @@ pub struct Simulation {
     seen: std::cell::Cell<Vec<bool>>,
     /// Each host's current key in `order`.
     order_keys: Vec<i64>,
+    /// The policy keeps guests' NUMA topologies (asked once: the scheduler
+    /// needs it for every host it checks).
+    numa_policy: bool,
     /// The policy orders hosts itself (`PlacementPolicy::host_key`).
     policy_orders_hosts: bool,
     /// The policy reads per-cell loads and pages are modelled.
@@ -183,6 +186,7 @@ impl Simulation {
             .collect();
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
         let paged = config.memory_mode.is_some();
+        let numa_policy = config.policy.uses_numa_topology();
         let keeps_loads = paged && config.policy.reads_cpu_load();
         let schedule = match config.policy.schedule() {
             Schedule::GuestSteps { every_s } if paged && every_s > 0.0 => {
@@ -214,6 +218,7 @@ impl Simulation {
             refused: Vec::new(),
             seen: Default::default(),
             probes: Vec::new(),
+            numa_policy,
             policy_orders_hosts: false,
             keeps_loads,
             schedule,
@@ -455,7 +460,7 @@ impl Simulation {
         request: Option<&'a GuestTopology>,
     ) -> GuestView<'a> {
         let flavor = &self.catalog.flavors[row.flavor];
-        let vcpus = match request.filter(|_| self.config.policy.uses_numa_topology()) {
+        let vcpus = match request.filter(|_| self.numa_policy) {
             // What placement counts for a NUMA guest: its floating vCPUs.
             Some(t) => t.cells.iter().map(|c| c.cpuset.len() as i64).sum(),
             None => flavor.vcpus,
@@ -475,7 +480,7 @@ impl Simulation {
     /// always for plain guests; for NUMA guests with `host_check = all`, or
     /// when memory is checked per host (relaxed modes).
     fn host_level_applies(&self, guest: &GuestView) -> bool {
-        guest.numa_request(&*self.config.policy).is_none()
+        guest.request.filter(|_| self.numa_policy).is_none()
             || self.config.host_check == HostCheck::All
             || !self.checks_cell_memory()
     }
@@ -518,7 +523,7 @@ impl Simulation {
         {
             return Ok(Err(r));
         }
-        if guest.numa_request(&*self.config.policy).is_some() {
+        if guest.request.filter(|_| self.numa_policy).is_some() {
             *fit_calls += 1;
         }
         self.config.policy.bind(&self.host_view(i), guest)
@@ -731,7 +736,7 @@ impl Simulation {
     /// A refusal with the fit's shortfall worked out (what the scheduler's
     /// hot path leaves unanalysed).
     fn analysed(&self, i: usize, guest: &GuestView, r: Refusal) -> Refusal {
-        match (r, guest.numa_request(&*self.config.policy)) {
+        match (r, guest.request.filter(|_| self.numa_policy)) {
             (Refusal::NoFit(FitShortfall::Unexplained), Some(t)) => {
                 let h = &self.hosts[i];
                 let ratio = self
