@@ -1415,13 +1415,12 @@ fn a_closed_output_pipe_ends_the_run_without_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-#[test]
-fn rejection_reasons_from_the_scan_equal_explains_check_of_every_host() {
-    // `run` takes its reasons from the scheduler's scan (and the hosts it
-    // skipped); `explain` checks every host again. They must agree.
+/// Checks `run`'s rejection reasons against `explain`'s check of every
+/// host, for the first, a middle and the last rejection of each policy
+/// (every rejection with `all`); returns the reasons checked.
+fn reasons_equal_explains(scenario: &str, all: bool) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let scenario = "scenarios/dl980-spanning.toml";
     let r = numasim(&[
         "run",
         scenario,
@@ -1441,11 +1440,14 @@ fn rejection_reasons_from_the_scan_equal_explains_check_of_every_host() {
             .or_default()
             .push((rec["guest"].clone(), rec["reason"].clone()));
     }
-    assert!(per_policy.len() >= 3, "{per_policy:?}");
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for (policy, rejected) in &per_policy {
-        // The first, one in the middle and the last rejection of each policy.
-        for k in [0, rejected.len() / 2, rejected.len() - 1] {
+        let picks: Vec<usize> = if all {
+            (0..rejected.len()).collect()
+        } else {
+            vec![0, rejected.len() / 2, rejected.len() - 1]
+        };
+        for k in picks {
             let (guest, reason) = &rejected[k];
             if reason.contains("OOM-killed") {
                 continue;
@@ -1460,10 +1462,54 @@ fn rejection_reasons_from_the_scan_equal_explains_check_of_every_host() {
                 .find_map(|l| l.strip_prefix("refused by: "))
                 .unwrap_or_else(|| panic!("{policy} {guest}: {text}"));
             assert_eq!(line, reason, "{policy} {guest}");
-            checked += 1;
+            checked.push(reason.clone());
         }
     }
-    assert!(checked >= 9, "{checked}");
+    checked
+}
+
+#[test]
+fn rejection_reasons_from_the_scan_equal_explains_check_of_every_host() {
+    // `run` takes its reasons from the scheduler's scan (and counts the
+    // hosts it skipped); `explain` checks every host again. They must agree.
+    let checked = reasons_equal_explains("scenarios/dl980-spanning.toml", false);
+    assert!(checked.len() >= 9, "{checked:?}");
+}
+
+#[test]
+fn skipped_hosts_refused_for_vcpus_or_memory_are_counted_as_explain_finds_them() {
+    // Two classes of allocation ratios: CPU-bound hosts (ratio 1) and
+    // memory-bound ones, so hosts below the RAM floor fail the vCPU check
+    // on one class and the memory check on the other, and the counts come
+    // from the room index rather than from each host.
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = tmp.path().join("rooms.toml");
+    let group = |count: usize, cpu: f64, ram: f64, mem: u64| {
+        format!(
+            "[[fleet]]\ncount = {count}\n[fleet.synthetic]\nname = \"h{mem}\"\nsockets = 2\n\
+             cores_per_node = 4\nthreads_per_core = 1\nmemory_mb_per_node = {mem}\n\
+             [fleet.config]\ncpu_allocation_ratio = {cpu}\nram_allocation_ratio = {ram}\n"
+        )
+    };
+    let text = format!(
+        "name = \"rooms\"\nseeds = [1]\n{}{}{}\
+         [flavors]\nlist = [{{ name = \"cpu\", vcpus = 6, memory_mb = 2048 }}, \
+         {{ name = \"mem\", vcpus = 1, memory_mb = 12288 }}]\n\
+         [workload.synthetic]\nguests = 300\noffered_load = 1.6\n\
+         lifetime = {{ distribution = \"exponential\", mean_s = 3600 }}\n\
+         mix = {{ cpu = 1, mem = 1 }}\n[[policies]]\nstrategy = \"spread\"\n\
+         [[policies]]\nstrategy = \"pack\"\n",
+        group(5, 1.0, 1.0, 32768),
+        group(4, 4.0, 1.0, 16384),
+        group(3, 1.5, 1.0, 16384),
+    );
+    std::fs::write(&scenario, text).unwrap();
+    let checked = reasons_equal_explains(scenario.to_str().unwrap(), true);
+    let both = checked
+        .iter()
+        .filter(|r| r.contains("vCPUs") && r.contains("MB more"))
+        .count();
+    assert!(checked.len() >= 20 && both >= 5, "{both} of {checked:?}");
 }
 
 #[test]
@@ -1569,6 +1615,45 @@ fn stranded_capacity_is_what_no_flavor_can_use() {
             cpus: 4,
             mem_mb: 2048
         }
+    );
+}
+
+#[test]
+fn stranded_by_host_is_hand_checked_and_sums_to_the_fleet_figure() {
+    // Eight 1-vCPU guests fill the host's 8 CPUs at ratio 1 by t = 7 s;
+    // its other 8 GiB are then stranded. Sampled every 10 s over [0, 100]:
+    // 11 instants; at 0 one guest runs (not stranded), at 10..=100 the host
+    // takes no flavor: 10 instants with 8192 MB free.
+    let tmp = tempfile::tempdir().unwrap();
+    let trace: String = (1..=8)
+        .map(|i| format!("g{i},{},,one\n", i - 1))
+        .chain(["g9,100,,one\n".to_string()])
+        .collect();
+    let (out, r) = run_one_host(
+        tmp.path(),
+        &trace,
+        "cpu_allocation_ratio = 1.0\n",
+        "[output]\ntimeseries_interval_s = 10\n",
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    let mut rows = csv::Reader::from_path(out.join("stranded_by_host.csv")).unwrap();
+    let row: std::collections::HashMap<String, String> =
+        rows.deserialize().next().unwrap().unwrap();
+    assert_eq!(row["window_samples"], "11");
+    assert_eq!(row["stranded_samples"], "10");
+    assert_eq!(row["stranded_share"], format!("{:.6}", 10.0 / 11.0));
+    assert_eq!(row["stranded_cpus_mean"], "0.000");
+    assert_eq!(
+        row["stranded_mem_mb_mean"],
+        format!("{:.1}", 10.0 * 8192.0 / 11.0)
+    );
+    let mut summary = csv::Reader::from_path(out.join("summary.csv")).unwrap();
+    let s: std::collections::HashMap<String, String> =
+        summary.deserialize().next().unwrap().unwrap();
+    let fleet: f64 = s["stranded_mem_mean"].parse().unwrap();
+    assert!(
+        (fleet - 10.0 * 8192.0 / 11.0 / 16384.0).abs() < 1e-4,
+        "{fleet}"
     );
 }
 

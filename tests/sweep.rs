@@ -475,3 +475,66 @@ fn a_changed_input_file_invalidates_the_records_made_from_it() {
     assert!(r.status.success(), "{}", stderr(&r));
     assert!(stderr(&r).contains("3 runs; 3 to run\n"), "{}", stderr(&r));
 }
+
+#[test]
+fn a_sweep_of_a_trace_without_random_draws_runs_once_and_shows_no_zero_width_interval() {
+    // Three replications asked; nothing depends on the seed, so each
+    // policy runs once and the aggregate has n = 1 and no interval.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("t.csv"),
+        "id,arrival_s,departure_s,flavor\ng1,0,50,one\ng2,10,,one\ng3,20,,one\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("s.toml"),
+        r#"name = "trace"
+seeds = [1]
+warmup_s = 0
+[[fleet]]
+count = 2
+[fleet.synthetic]
+name = "h"
+sockets = 1
+cores_per_node = 4
+threads_per_core = 1
+memory_mb_per_node = 4096
+[flavors]
+list = [{ name = "one", vcpus = 1, memory_mb = 1024 }]
+[workload]
+trace = "t.csv"
+[[policies]]
+"#,
+    )
+    .unwrap();
+    let spec = tmp.path().join("sweep.toml");
+    std::fs::write(
+        &spec,
+        "name = \"trace-sweep\"\nscenario = \"s.toml\"\nreplications = 3\n\
+         [grid]\n\"policy.strategy\" = [\"spread\", \"pack\"]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let r = sweep(&[s(&spec), "--out", s(&out)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("nothing depends on the seed at 2 of 2 points"),
+        "{}",
+        stderr(&r)
+    );
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(runs.lines().count(), 1 + 2, "{runs}");
+    let mut agg = csv::Reader::from_path(out.join("aggregate.csv")).unwrap();
+    let mut rows = 0;
+    for rec in agg.deserialize::<std::collections::HashMap<String, String>>() {
+        let rec = rec.unwrap();
+        assert_eq!(rec["n"], "1", "{rec:?}");
+        assert!(
+            rec["ci95_low"].is_empty() && rec["ci95_high"].is_empty() && rec["std"].is_empty(),
+            "{rec:?}"
+        );
+        assert!(!rec["mean"].is_empty(), "{rec:?}");
+        rows += 1;
+    }
+    assert!(rows >= 2, "{rows}");
+}

@@ -134,6 +134,17 @@ pub(super) fn sweep(a: SweepArgs) -> Result<i32> {
             String::new()
         }
     );
+    let once = sw
+        .prepared
+        .iter()
+        .filter(|p| p.seed_independent.is_some())
+        .count();
+    if once > 0 {
+        eprintln!(
+            "note: nothing depends on the seed at {once} of {} points (a trace, no random strategy, no sampled shapes, no memory growth): their policies run once, and aggregate.csv gives them n = 1 and no interval",
+            sw.points.len()
+        );
+    }
     let bar = runs_bar(todo.len() as u64);
     let pool = thread_pool(a.threads)?;
     let start = std::time::Instant::now();

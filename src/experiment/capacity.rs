@@ -241,7 +241,14 @@ impl Plan {
         for tr in &self.trials {
             let _ = write!(out, "| {} |", tr.hosts);
             for ci in &tr.cis {
-                let _ = write!(out, " {:.4} [{:.4}, {:.4}] |", ci.mean, ci.low, ci.high);
+                match ci.interval() {
+                    Some((low, high)) => {
+                        let _ = write!(out, " {:.4} [{low:.4}, {high:.4}] |", ci.mean);
+                    }
+                    None => {
+                        let _ = write!(out, " {:.4} (one run) |", ci.mean);
+                    }
+                }
             }
             let _ = writeln!(out, " {} |", if tr.pass { "yes" } else { "no" });
         }
@@ -254,14 +261,14 @@ impl Plan {
             for (t, ci) in self.targets.iter().zip(&tr.cis) {
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{:.6},{:.6},{:.6},{}",
+                    "{},{},{},{},{:.6},{},{}",
                     tr.hosts,
                     t.metric,
                     t.show().replace(&t.metric, ""),
                     ci.n,
                     ci.mean,
-                    ci.low,
-                    ci.high,
+                    ci.interval()
+                        .map_or_else(|| ",".to_string(), |(l, h)| format!("{l:.6},{h:.6}")),
                     t.met(ci)
                 );
             }

@@ -111,6 +111,10 @@ pub struct RunResult {
     pub seed: u64,
     pub metrics: RunMetrics,
     pub samples: Vec<Sample>,
+    /// Each host's stranded capacity over the window's sampling instants,
+    /// and how many instants there were.
+    pub stranded_by_host: Vec<crate::sim::metrics::HostStranded>,
+    pub window_samples: u64,
     /// Whole-run counts (warm-up and drain included), for throughput.
     pub events: u64,
     pub placements: u64,
@@ -652,13 +656,15 @@ impl Prepared {
             )));
         }
         let rejections = metrics.rejections.take().unwrap_or_default();
-        let (mut metrics, samples) = metrics.finish(end, sim.fit_calls);
-        metrics.skipped_rows = skipped;
+        let mut finished = metrics.finish(end, sim.fit_calls);
+        finished.metrics.skipped_rows = skipped;
         Ok(RunResult {
             policy: spec.name(),
             seed,
-            metrics,
-            samples,
+            metrics: finished.metrics,
+            samples: finished.samples,
+            stranded_by_host: finished.stranded_by_host,
+            window_samples: finished.window_samples,
             events: sim.arrivals + sim.departures_done,
             placements: sim.placements,
             rejections,

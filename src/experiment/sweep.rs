@@ -692,17 +692,18 @@ pub fn assemble(manifest: &Manifest, records: &[RunRecord]) -> Outputs {
             row.extend(first.params.iter().cloned());
             row.extend([first.policy.clone(), metric.to_string()]);
             match mean_ci95(&values) {
-                Some(ci) => row.extend([
-                    ci.n.to_string(),
-                    format!("{:.6}", ci.mean),
-                    if ci.std.is_nan() {
+                Some(ci) => {
+                    let (low, high) = ci
+                        .interval()
+                        .map(|(l, h)| (format!("{l:.6}"), format!("{h:.6}")))
+                        .unwrap_or_default();
+                    let std = if ci.std.is_nan() {
                         String::new()
                     } else {
                         format!("{:.6}", ci.std)
-                    },
-                    format!("{:.6}", ci.low),
-                    format!("{:.6}", ci.high),
-                ]),
+                    };
+                    row.extend([ci.n.to_string(), format!("{:.6}", ci.mean), std, low, high]);
+                }
                 None => row.extend(["0", "", "", "", ""].iter().map(|s| s.to_string())),
             }
             aggregate_csv.push_str(&csv_line(&row));

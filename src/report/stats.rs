@@ -9,10 +9,19 @@ pub struct MeanCi {
     pub mean: f64,
     /// Sample standard deviation (n - 1); NaN for a single value.
     pub std: f64,
-    /// Bounds of the 95% interval; both equal the mean for a single value,
-    /// which has no spread to speak of (callers say so where it matters).
+    /// Bounds of the 95% interval; both equal the mean for a single value
+    /// (what capacity targets compare it with); reports show `interval`.
     pub low: f64,
     pub high: f64,
+}
+
+impl MeanCi {
+    /// The 95% interval, or `None` for a single run: one value (a single
+    /// seed, or a run nothing in which depends on the seed) has no spread
+    /// to estimate, and is not shown as a zero-width interval.
+    pub fn interval(&self) -> Option<(f64, f64)> {
+        (self.n >= 2).then_some((self.low, self.high))
+    }
 }
 
 /// Summarises replications. `None` for no values or a non-finite one.

@@ -64,6 +64,35 @@ pub fn timeseries_csv(results: &[RunResult]) -> String {
     out
 }
 
+/// Per host of each run: how often it took no flavor of the catalog
+/// (at the window's sampling instants) and the free CPUs and memory it
+/// stranded, as means over all the instants; summed over the hosts, the
+/// means are the fleet's `stranded_cpu_mean` / `stranded_mem_mean` times
+/// its capacity.
+pub fn stranded_by_host_csv(results: &[RunResult], prepared: &Prepared) -> String {
+    let mut out = String::from(
+        "policy,seed,host,window_samples,stranded_samples,stranded_share,stranded_cpus_mean,stranded_mem_mb_mean\n",
+    );
+    for r in results {
+        let n = r.window_samples.max(1) as f64;
+        for (h, st) in prepared.hosts.iter().zip(&r.stranded_by_host) {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{:.6},{:.3},{:.1}",
+                r.policy,
+                r.seed,
+                h.name,
+                r.window_samples,
+                st.samples,
+                st.samples as f64 / n,
+                st.cpus as f64 / n,
+                st.mem_mb as f64 / n,
+            );
+        }
+    }
+    out
+}
+
 /// One row per rejected (or at once OOM-killed) guest, with the reason
 /// aggregated over the hosts.
 pub fn rejections_csv(results: &[RunResult], prepared: &Prepared) -> Result<String, RunError> {
@@ -191,6 +220,11 @@ pub fn write_run(
     )
     .map_err(io)?;
     write_atomically(
+        &out.join("stranded_by_host.csv"),
+        stranded_by_host_csv(results, prepared).as_bytes(),
+    )
+    .map_err(io)?;
+    write_atomically(
         &out.join(COMPLETE),
         format!("{}\n", RUN_FILES.join("\n")).as_bytes(),
     )
@@ -199,11 +233,12 @@ pub fn write_run(
 }
 
 /// What `numasim run` writes, and the marker written after them.
-pub const RUN_FILES: [&str; 4] = [
+pub const RUN_FILES: [&str; 5] = [
     "summary.csv",
     "timeseries.csv",
     "rejections.csv",
     "rejections_by_flavor.csv",
+    "stranded_by_host.csv",
 ];
 pub const COMPLETE: &str = "numasim-run.complete";
 

@@ -122,7 +122,9 @@ pub fn draw_all(
                     for (xv, idx) in &g.by_x {
                         if let Some(ci) = mean_ci95(&metric(records, idx, metric_name)) {
                             points.push((xv.0, ci.mean * scale));
-                            band.push((xv.0, ci.low * scale, ci.high * scale));
+                            if let Some((low, high)) = ci.interval() {
+                                band.push((xv.0, low * scale, high * scale));
+                            }
                         }
                     }
                     Series {

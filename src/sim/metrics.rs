@@ -68,6 +68,29 @@ pub const MAX_SAMPLES: usize = 100_000;
 /// Steps of `RunMetrics::latency_quantiles` (101 points).
 pub const LATENCY_QUANTILES: usize = 100;
 
+/// One host's stranded capacity, summed over the sampling instants of the
+/// measured window (`Simulation::stranded_hosts`): integers, so the sums
+/// are exact and the fleet's figures are their totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStranded {
+    /// Instants at which the host took no flavor.
+    pub samples: u64,
+    /// Its free CPUs and memory (MB) at those instants, summed.
+    pub cpus: i64,
+    pub mem_mb: i64,
+}
+
+/// What a finished collector hands back.
+pub struct Finished {
+    pub metrics: RunMetrics,
+    pub samples: Vec<Sample>,
+    /// Per host, in fleet order.
+    pub stranded_by_host: Vec<HostStranded>,
+    /// Sampling instants in the measured window (the divisor of every
+    /// stranded mean).
+    pub window_samples: u64,
+}
+
 /// One sample of the time series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -103,6 +126,8 @@ pub struct MetricsCollector {
     interval: f64,
     next_sample: f64,
     pub samples: Vec<Sample>,
+    stranded_by_host: Vec<HostStranded>,
+    window_samples: u64,
     /// Rejected and killed guests with the reason, when asked for.
     pub rejections: Option<Vec<RejectedGuest>>,
 }
@@ -140,6 +165,8 @@ impl MetricsCollector {
             interval,
             next_sample: 0.0,
             samples: Vec::new(),
+            stranded_by_host: vec![HostStranded::default(); sim.hosts.len()],
+            window_samples: 0,
             rejections: None,
         }
     }
@@ -170,16 +197,30 @@ impl MetricsCollector {
             sim.running_costed as f64,
         ];
         // Stranded capacity costs a check of the fleet: once per sampling.
-        let mut stranded = None;
+        let mut stranded: Option<Vec<(usize, i64, i64)>> = None;
         while self.interval > 0.0 && t >= self.next_sample && self.next_sample <= self.horizon {
             if self.samples.len() >= MAX_SAMPLES {
                 self.thin();
             }
-            let st = *stranded.get_or_insert_with(|| sim.stranded());
+            let hosts = stranded.get_or_insert_with(|| sim.stranded_hosts().collect());
+            let (cpus, mem_mb) = hosts
+                .iter()
+                .fold((0, 0), |(c, m), &(_, hc, hm)| (c + hc, m + hm));
+            // Every instant of the window counts, including those the
+            // time series drops when it thins.
+            if self.next_sample >= self.warmup {
+                self.window_samples += 1;
+                for &(i, hc, hm) in hosts.iter() {
+                    let h = &mut self.stranded_by_host[i];
+                    h.samples += 1;
+                    h.cpus += hc;
+                    h.mem_mb += hm;
+                }
+            }
             self.samples.push(Sample {
-                stranded_cpu: st.cpus as f64 / self.capacity.0,
-                stranded_mem: st.mem_mb as f64 / self.capacity.1,
-                stranded_hosts: st.hosts,
+                stranded_cpu: cpus as f64 / self.capacity.0,
+                stranded_mem: mem_mb as f64 / self.capacity.1,
+                stranded_hosts: hosts.len(),
                 t: self.next_sample,
                 running: sim.running(),
                 cpu_alloc: self.last[0],
@@ -218,7 +259,7 @@ impl MetricsCollector {
     }
 
     /// Closes the window at `end` (the last event time if the horizon is open).
-    pub fn finish(mut self, end: f64, fit_calls: u64) -> (RunMetrics, Vec<Sample>) {
+    pub fn finish(mut self, end: f64, fit_calls: u64) -> Finished {
         let end = end.min(self.horizon);
         if end > self.last_t {
             self.integrate(end - self.last_t);
@@ -254,17 +295,21 @@ impl MetricsCollector {
                 .collect();
         }
         m.fit_calls = fit_calls;
-        let window: Vec<&Sample> = self
-            .samples
-            .iter()
-            .filter(|s| s.t >= self.warmup && s.t <= end)
-            .collect();
-        if !window.is_empty() {
-            let n = window.len() as f64;
-            m.stranded_cpu_mean = window.iter().map(|s| s.stranded_cpu).sum::<f64>() / n;
-            m.stranded_mem_mean = window.iter().map(|s| s.stranded_mem).sum::<f64>() / n;
+        if self.window_samples > 0 {
+            let n = self.window_samples as f64;
+            let (cpus, mem) = self
+                .stranded_by_host
+                .iter()
+                .fold((0i64, 0i64), |(c, m), h| (c + h.cpus, m + h.mem_mb));
+            m.stranded_cpu_mean = cpus as f64 / self.capacity.0 / n;
+            m.stranded_mem_mean = mem as f64 / self.capacity.1 / n;
         }
-        (self.metrics, self.samples)
+        Finished {
+            metrics: self.metrics,
+            samples: self.samples,
+            stranded_by_host: self.stranded_by_host,
+            window_samples: self.window_samples,
+        }
     }
 }
 

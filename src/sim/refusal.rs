@@ -14,18 +14,9 @@ pub enum Refusal {
     /// the scheduler refuses such a guest before checking hosts).
     InvalidRequest(RequestError),
     /// The host-level check: the host's vCPUs at its CPU allocation ratio.
-    HostVcpus {
-        asked: i64,
-        /// vCPUs the host could still take (capacity × ratio − used).
-        free: f64,
-        ratio: f64,
-    },
+    HostVcpus { asked: i64, ratio: f64 },
     /// The host-level check: the host's memory at its RAM allocation ratio.
-    HostMemory {
-        asked_mb: i64,
-        free_mb: f64,
-        ratio: f64,
-    },
+    HostMemory { asked_mb: i64, ratio: f64 },
     /// No node with CPUs has `asked_mb` of free memory; `binding` names
     /// the libvirt binding that needs one (`cpuset=auto`).
     NoNodeWithMemory {
@@ -88,24 +79,6 @@ impl Refusal {
     #[inline]
     pub fn same_reason(&self, other: &Refusal) -> bool {
         match (self, other) {
-            (
-                Refusal::HostVcpus { asked, ratio, .. },
-                Refusal::HostVcpus {
-                    asked: a2,
-                    ratio: r2,
-                    ..
-                },
-            ) => asked == a2 && ratio == r2,
-            (
-                Refusal::HostMemory {
-                    asked_mb, ratio, ..
-                },
-                Refusal::HostMemory {
-                    asked_mb: a2,
-                    ratio: r2,
-                    ..
-                },
-            ) => asked_mb == a2 && ratio == r2,
             // Which guest cell is short does not change the reason.
             (
                 Refusal::NoFit(FitShortfall::Cell { short, .. }),

@@ -69,7 +69,11 @@ impl Simulation {
             }
             None => vcpus,
         };
+        let before = h.vcpu_used;
         h.vcpu_used += sign * vcpu;
+        if let Some(room) = &mut self.vcpu_room {
+            room.moved(host, h.total_cpus, before, h.vcpu_used);
+        }
         h.mem_used += sign * mem;
         if let Some(p) = pages {
             for (free_mb, used) in self.free_mb[host].iter_mut().zip(p) {

@@ -11,6 +11,7 @@
 //! goes through [`Simulation::check_host`].
 
 mod claims;
+mod room;
 mod running;
 
 use super::binding::Binding;
@@ -133,6 +134,8 @@ pub struct Simulation {
     /// The largest `total_mem * (ram_allocation_ratio - 1)` of the fleet
     /// (at least 0); `None` if some host has no limits (no RAM check).
     max_ram_slack: Option<i64>,
+    /// Hosts counted by vCPU room, for the reasons of skipped hosts.
+    vcpu_room: Option<room::VcpuRoom>,
     pub hosts_in_use: usize,
     /// vCPUs running per host cell (only kept when `keeps_loads`).
     cpu_load: Vec<Vec<f64>>,
@@ -232,6 +235,7 @@ impl Simulation {
             claimed_mem: 0,
             guests_on: vec![0; n],
             max_ram_slack: None,
+            vcpu_room: None,
             hosts_in_use: 0,
             cpu_load,
             host_version: vec![0; n],
@@ -249,6 +253,20 @@ impl Simulation {
                     .map(|l| (h.total_mem as f64 * (l.ram_allocation_ratio - 1.0)).ceil() as i64)
             })
             .try_fold(0i64, |acc, s| s.map(|s| acc.max(s)));
+        let largest_request = sim.catalog.flavors.iter().map(|f| f.vcpus).max();
+        sim.vcpu_room = room::VcpuRoom::new(
+            sim.hosts.iter().map(|h| {
+                sim.limits_of(h).map(|l| {
+                    (
+                        l.cpu_allocation_ratio,
+                        l.ram_allocation_ratio,
+                        h.total_cpus,
+                        h.vcpu_used,
+                    )
+                })
+            }),
+            largest_request.unwrap_or(0),
+        );
         let mut probes: Vec<(TraceRow, Option<GuestTopology>)> = sim
             .catalog
             .flavors
@@ -492,7 +510,6 @@ impl Simulation {
         if (h.vcpu_used + vcpus) as f64 > cpu_room {
             return Some(Refusal::HostVcpus {
                 asked: vcpus,
-                free: cpu_room - h.vcpu_used as f64,
                 ratio: l.cpu_allocation_ratio,
             });
         }
@@ -500,7 +517,6 @@ impl Simulation {
         if (h.mem_used + mem) as f64 > mem_room {
             return Some(Refusal::HostMemory {
                 asked_mb: mem,
-                free_mb: mem_room - h.mem_used as f64,
                 ratio: l.ram_allocation_ratio,
             });
         }
@@ -773,26 +789,36 @@ impl Simulation {
             .iter()
             .map(|(i, r)| self.analysed(*i, &guest, r.clone()));
         // The skipped hosts (below the RAM floor; thousands per refusal on a
-        // full fleet): each fails the host-level check; counted per reason
-        // without grouping them one by one.
+        // full fleet) each fail the host-level check: counted per reason
+        // from the room index, or host by host where it does not answer.
         let applies = self.host_level_applies(&guest);
         let mut below_floor: Vec<(Refusal, usize)> = Vec::new();
         let mut unexpected = Vec::new();
-        for (i, h) in self.hosts.iter().enumerate() {
-            if seen[i] {
-                continue;
-            }
-            match self
-                .host_level_refusal(h, guest.vcpus, guest.memory_mb)
-                .filter(|_| applies)
-            {
-                Some(r) => match below_floor.iter().position(|(g, _)| g.same_reason(&r)) {
-                    Some(k) => below_floor[k].1 += 1,
-                    None => below_floor.push((r, 1)),
-                },
-                // A skipped host always fails the host-level check; checking
-                // it fully keeps this right should that ever change.
-                None => unexpected.push(i),
+        let counted = applies
+            .then_some(self.vcpu_room.as_ref())
+            .flatten()
+            .and_then(|room| self.skipped_by_room(room, &guest, scanned));
+        match counted {
+            Some(counts) => below_floor = counts,
+            None => {
+                for (i, h) in self.hosts.iter().enumerate() {
+                    if seen[i] {
+                        continue;
+                    }
+                    match self
+                        .host_level_refusal(h, guest.vcpus, guest.memory_mb)
+                        .filter(|_| applies)
+                    {
+                        Some(r) => match below_floor.iter().position(|(g, _)| g.same_reason(&r)) {
+                            Some(k) => below_floor[k].1 += 1,
+                            None => below_floor.push((r, 1)),
+                        },
+                        // A skipped host always fails the host-level check;
+                        // checking it fully keeps this right should that
+                        // ever change.
+                        None => unexpected.push(i),
+                    }
+                }
             }
         }
         let skipped = unexpected.into_iter().filter_map(|i| {
@@ -810,6 +836,45 @@ impl Simulation {
         }
         self.seen.set(seen);
         groups
+    }
+
+    /// The host-level refusals of the hosts the scan did not meet, per
+    /// reason, counted from the room index (see `room`); `None` when the
+    /// index cannot answer for this request.
+    fn skipped_by_room(
+        &self,
+        room: &room::VcpuRoom,
+        guest: &GuestView,
+        scanned: &[(usize, Refusal)],
+    ) -> Option<Vec<(Refusal, usize)>> {
+        let mut met = vec![(0usize, 0usize); room.classes.len()];
+        for (i, r) in scanned {
+            let c = room.class_of(*i);
+            met[c].0 += 1;
+            if matches!(r, Refusal::HostVcpus { .. }) {
+                met[c].1 += 1;
+            }
+        }
+        let mut out = Vec::new();
+        for (c, class) in room.classes.iter().enumerate() {
+            let (met_hosts, met_vcpus) = met[c];
+            // Checked: an index out of step with the hosts falls back to
+            // the host-by-host count rather than a wrong one.
+            let for_vcpus = room
+                .refused_for_vcpus(c, guest.vcpus)?
+                .checked_sub(met_vcpus)?;
+            let for_memory = class.hosts.checked_sub(met_hosts + for_vcpus)?;
+            if for_vcpus > 0 {
+                let asked = guest.vcpus;
+                let ratio = class.cpu_ratio;
+                out.push((Refusal::HostVcpus { asked, ratio }, for_vcpus));
+            }
+            if for_memory > 0 {
+                let (asked_mb, ratio) = (guest.memory_mb, class.ram_ratio);
+                out.push((Refusal::HostMemory { asked_mb, ratio }, for_memory));
+            }
+        }
+        Some(out)
     }
 
     /// Hosts in the order the scheduler tries them.
@@ -894,15 +959,25 @@ impl Simulation {
     /// pinned; free memory: memory not claimed.
     pub fn stranded(&self) -> Stranded {
         let mut out = Stranded::default();
-        for (i, h) in self.hosts.iter().enumerate() {
+        for (_, cpus, mem_mb) in self.stranded_hosts() {
+            out.hosts += 1;
+            out.cpus += cpus;
+            out.mem_mb += mem_mb;
+        }
+        out
+    }
+
+    /// The hosts that take no flavor of the catalog now, with their free
+    /// CPUs and memory (MB): `stranded`, host by host.
+    pub fn stranded_hosts(&self) -> impl Iterator<Item = (usize, i64, i64)> + '_ {
+        self.hosts.iter().enumerate().filter_map(|(i, h)| {
             let takes_some = self.probes.iter().any(|(row, request)| {
                 let guest = self.guest_view(row, request.as_ref());
                 matches!(self.check_host(i, &guest, &mut 0), Ok(Ok(_)))
             });
             if takes_some {
-                continue;
+                return None;
             }
-            out.hosts += 1;
             let pinned: i64 = h
                 .topo
                 .cells
@@ -910,10 +985,9 @@ impl Simulation {
                 .map(|c| c.pinned_cpus.len() as i64)
                 .sum();
             let physical: i64 = h.topo.cells.iter().map(|c| c.physical_cpus() as i64).sum();
-            out.cpus += (physical - pinned - h.vcpu_used).max(0);
-            out.mem_mb += (h.total_mem - h.mem_used).max(0);
-        }
-        out
+            let cpus = (physical - pinned - h.vcpu_used).max(0);
+            Some((i, cpus, (h.total_mem - h.mem_used).max(0)))
+        })
     }
 
     /// Guests currently placed.
