@@ -71,6 +71,10 @@ pub(super) struct ValidateArgs {
     /// Also write the report as CSV, a line per guest as it is done.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also give the guest cells `<distances>` from the host's SLIT
+    /// (beyond Nova, whose driver writes none).
+    #[arg(long)]
+    guest_distances: bool,
 }
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -140,6 +144,7 @@ pub(super) fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
         start_cpus,
         start_nodes,
         prefix: format!("numasim-{}", std::process::id()),
+        guest_distances: a.guest_distances,
     };
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst));
     let mut csv_out = match &a.out {
@@ -244,6 +249,7 @@ pub(super) fn libvirt_xml(
     memory_mode: numasim::sim::memory::MemoryMode,
     mode: numasim::fit::Mode,
     name: String,
+    guest_distances: bool,
 ) -> Result<i32> {
     let text = read_text(&cases)?;
     let mut chosen = None;
@@ -293,7 +299,11 @@ pub(super) fn libvirt_xml(
             })
             .collect()
     });
+    let guest = numasim::libvirt::xml::GuestTuning::of(&prepared.flavor, &prepared.image)
+        .map_err(|e| anyhow::anyhow!("{where_}: {} {}: {}", e.phase.as_str(), e.kind, e.message))?;
     let spec = numasim::libvirt::xml::DomainSpec {
+        guest: &guest,
+        guest_distances,
         name: &name,
         memory_mb: fitted.cells.iter().map(|c| c.memory_mb).sum(),
         host: &prepared.host,

@@ -236,7 +236,8 @@ enum TraceCmd {
 
 #[derive(Subcommand)]
 enum LibvirtCmd {
-    /// Fit a case (tests/data/fit-cases/FORMAT.md JSON Lines) and print the domain XML of the placement.
+    /// Fit a case (tests/data/fit-cases/FORMAT.md JSON Lines) and print the
+    /// domain XML of the placement, as Nova's libvirt driver writes it.
     Xml {
         /// Cases file (the first case is used unless --case names one).
         cases: PathBuf,
@@ -250,6 +251,11 @@ enum LibvirtCmd {
         mode: numasim::fit::Mode,
         #[arg(long, default_value = "guest")]
         name: String,
+        /// Also give the guest cells `<distances>` from the host's SLIT.
+        /// Beyond Nova: its driver writes none, so its guests see
+        /// libvirt's defaults.
+        #[arg(long)]
+        guest_distances: bool,
     },
     /// Capture a host from libvirt: capabilities plus free memory and free
     /// hugepages per cell, written as numasim's host JSON.
@@ -459,8 +465,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     memory_mode,
                     mode,
                     name,
+                    guest_distances,
                 },
-        } => libvirt_xml(cases, case, memory_mode, mode, name),
+        } => libvirt_xml(cases, case, memory_mode, mode, name, guest_distances),
         Command::Libvirt {
             command: LibvirtCmd::Capture { connect, output },
         } => libvirt_capture(&connect, &output),

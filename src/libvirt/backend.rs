@@ -28,6 +28,15 @@ pub struct Pinning {
     pub nodeset: Vec<u32>,
     /// guest cell -> (mode, host nodes).
     pub memnodes: BTreeMap<u32, (String, Vec<u32>)>,
+    /// The one I/O thread's CPUs.
+    pub iothreadpin: Vec<u32>,
+    /// `<vcpusched>`: (vCPUs, scheduler, priority).
+    pub vcpusched: Vec<(Vec<u32>, String, String)>,
+    /// Guest cells with `memAccess='shared'`.
+    pub shared_cells: Vec<u32>,
+    /// `<memoryBacking>`: `<locked/>`, `<nosharepages/>`.
+    pub locked: bool,
+    pub nosharepages: bool,
 }
 
 /// Free memory (KiB) and free pages (size KiB -> count) per host cell id.
@@ -78,6 +87,21 @@ pub fn pinning_of(xml: &str) -> Result<Pinning, BackendError> {
                 p.vcpupin.insert(v, list(n.attribute("cpuset"))?);
             }
             "emulatorpin" => p.emulatorpin = list(n.attribute("cpuset"))?,
+            "iothreadpin" => p.iothreadpin = list(n.attribute("cpuset"))?,
+            "vcpusched" => p.vcpusched.push((
+                list(n.attribute("vcpus"))?,
+                n.attribute("scheduler").unwrap_or_default().to_string(),
+                n.attribute("priority").unwrap_or_default().to_string(),
+            )),
+            "cell" if n.attribute("memAccess") == Some("shared") => {
+                let id = n
+                    .attribute("id")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("guest cell without an id".into()))?;
+                p.shared_cells.push(id);
+            }
+            "locked" => p.locked = true,
+            "nosharepages" => p.nosharepages = true,
             "memory" if n.parent().is_some_and(|x| x.has_tag_name("numatune")) => {
                 p.mode = n.attribute("mode").unwrap_or("strict").to_string();
                 p.nodeset = list(n.attribute("nodeset"))?;
@@ -127,6 +151,49 @@ pub fn mismatches(predicted: &Pinning, reported: &Pinning) -> Vec<String> {
             fmt(&predicted.emulatorpin),
             fmt(&reported.emulatorpin)
         ));
+    }
+    if predicted.iothreadpin != reported.iothreadpin {
+        out.push(format!(
+            "iothreadpin: predicted {}, libvirt has {}",
+            fmt(&predicted.iothreadpin),
+            fmt(&reported.iothreadpin)
+        ));
+    }
+    if predicted.vcpusched != reported.vcpusched {
+        let show = |v: &[(Vec<u32>, String, String)]| {
+            let all: Vec<String> = v
+                .iter()
+                .map(|(cpus, s, p)| format!("{} {s} {p}", fmt(cpus)))
+                .collect();
+            if all.is_empty() {
+                "none".to_string()
+            } else {
+                all.join("; ")
+            }
+        };
+        out.push(format!(
+            "vcpusched: predicted {}, libvirt has {}",
+            show(&predicted.vcpusched),
+            show(&reported.vcpusched)
+        ));
+    }
+    if predicted.shared_cells != reported.shared_cells {
+        out.push(format!(
+            "guest cells with memAccess='shared': predicted {:?}, libvirt has {:?}",
+            predicted.shared_cells, reported.shared_cells
+        ));
+    }
+    for (what, a, b) in [
+        ("locked memory", predicted.locked, reported.locked),
+        (
+            "nosharepages",
+            predicted.nosharepages,
+            reported.nosharepages,
+        ),
+    ] {
+        if a != b {
+            out.push(format!("{what}: predicted {a}, libvirt has {b}"));
+        }
     }
     if predicted.mode != reported.mode || predicted.nodeset != reported.nodeset {
         out.push(format!(

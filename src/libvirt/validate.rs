@@ -5,9 +5,9 @@
 //! is removed at the end, also after a failure or an interruption.
 
 use super::backend::{Backend, BackendError, Pinning, mismatches};
-use super::xml::{DomainSpec, domain_xml};
+use super::xml::{DomainSpec, GuestTuning, domain_xml, tuning};
 use crate::fit::search::PciContext;
-use crate::fit::{FitOptions, HostTopology, apply_usage, fit_instance_to_host};
+use crate::fit::{FitOptions, apply_usage, fit_instance_to_host};
 use crate::request::{GuestTopology, ImageProps, numa_get_constraints};
 use crate::sim::memory::MemoryMode;
 use crate::topology::Host;
@@ -58,6 +58,8 @@ pub struct Options {
     /// these nodes (the real ones, under a fake sysfs); `None`: all.
     pub start_cpus: Option<Vec<u32>>,
     pub start_nodes: Option<Vec<u32>>,
+    /// Write guest `<distances>` from the host SLIT (beyond Nova).
+    pub guest_distances: bool,
     /// Prefix of the domain names (unique per run, so cleanup only touches ours).
     pub prefix: String,
 }
@@ -83,48 +85,35 @@ impl GuestReport {
 }
 
 /// What numasim predicts libvirt will report for a fitted guest: the
-/// driver's pinning (dedicated vCPUs 1:1, shared vCPUs on their host cell's
-/// shared CPUs; emulator on the reserved pCPU, else with the vCPUs) and
-/// numatune (the mode over the guest's host cells, one memnode per cell).
-pub fn predict(host: &HostTopology, fitted: &GuestTopology, mode: MemoryMode) -> Pinning {
-    let mut p = Pinning {
-        mode: mode.as_str().into(),
-        ..Default::default()
-    };
-    let mut emulator = Vec::new();
-    let mut reserved = Vec::new();
-    for (i, c) in fitted.cells.iter().enumerate() {
-        let shared: Vec<u32> = host
-            .cells
+/// driver's tuning (`xml::tuning`, the same rules the XML is written
+/// from) in the shape libvirt reports.
+pub fn predict(spec: &DomainSpec, fitted: &GuestTopology) -> Pinning {
+    let t = tuning(spec, fitted);
+    let mode = spec.mode.as_str().to_string();
+    Pinning {
+        vcpupin: t.vcpupin,
+        iothreadpin: t.emulatorpin.clone(),
+        emulatorpin: t.emulatorpin,
+        mode: mode.clone(),
+        nodeset: t.nodeset,
+        memnodes: t
+            .memnodes
             .iter()
-            .find(|h| h.id == c.id)
-            .map(|h| h.cpuset().to_vec())
-            .unwrap_or_default();
-        for &v in &c.cpuset {
-            p.vcpupin.insert(v, shared.clone());
-            emulator.extend(&shared);
-        }
-        for &v in &c.pcpuset {
-            if let Some(&cpu) = c.cpu_pinning.as_ref().and_then(|m| m.get(&v)) {
-                p.vcpupin.insert(v, vec![cpu]);
-                emulator.push(cpu);
-            }
-        }
-        reserved.extend(c.cpuset_reserved.iter().flatten().copied());
-        p.nodeset.push(c.id as u32);
-        p.memnodes
-            .insert(i as u32, (mode.as_str().into(), vec![c.id as u32]));
+            .map(|&(cell, node)| (cell, (mode.clone(), vec![node])))
+            .collect(),
+        vcpusched: if t.vcpusched.is_empty() {
+            Vec::new()
+        } else {
+            vec![(t.vcpusched, "fifo".into(), "1".into())]
+        },
+        shared_cells: if t.mem_access_shared {
+            (0..fitted.cells.len() as u32).collect()
+        } else {
+            Vec::new()
+        },
+        locked: t.locked,
+        nosharepages: t.nosharepages,
     }
-    let mut emu = if reserved.is_empty() {
-        emulator
-    } else {
-        reserved
-    };
-    emu.sort_unstable();
-    emu.dedup();
-    p.emulatorpin = emu;
-    p.nodeset.sort_unstable();
-    p
 }
 
 /// Free hugepages per (cell, size) numasim expects once the guest runs.
@@ -205,11 +194,15 @@ pub fn validate(
             started: false,
             details: Vec::new(),
         };
-        let request = ImageProps::from_pairs(&row.image_props)
-            .and_then(|image| numa_get_constraints(flavor, &image));
-        let request = match request {
-            Ok(Some(t)) => t,
-            Ok(None) => {
+        let request = ImageProps::from_pairs(&row.image_props).and_then(|image| {
+            Ok((
+                numa_get_constraints(flavor, &image)?,
+                GuestTuning::of(flavor, &image)?,
+            ))
+        });
+        let (request, guest) = match request {
+            Ok((Some(t), guest)) => (t, guest),
+            Ok((None, _)) => {
                 r.details
                     .push("no NUMA topology: the driver pins nothing".into());
                 report(&r);
@@ -247,8 +240,10 @@ pub fn validate(
             distances: Some(distances.as_slice()).filter(|d| d.len() == topo.cells.len()),
             mode: opts.mode,
             domain_type: kind,
+            guest: &guest,
+            guest_distances: opts.guest_distances,
         };
-        let predicted = predict(&topo, &fitted, opts.mode);
+        let predicted = predict(&spec, &fitted);
         let step = check_guest(
             backend,
             &domain,

@@ -1,141 +1,331 @@
-//! Domain XML for a fitted guest: `<vcpu>`, `<cputune>` with one
-//! `<vcpupin>` per vCPU (its pCPU when dedicated, its host cell's shared
-//! CPUs when floating) and `<emulatorpin>`, `<numatune>` with the memory
-//! mode and one `<memnode>` per guest cell, `<cpu><numa>` cells with
-//! `<distances>` taken from the host's SLIT, and `<memoryBacking>`
-//! hugepages per guest cell.
+//! Domain XML for a fitted guest, as Nova's libvirt driver
+//! (`LibvirtDriver._get_guest_config`, Nova 34) writes its NUMA and CPU
+//! parts: `<memoryBacking>` (hugepages per guest cell, `<nosharepages/>`
+//! and `<locked/>`), `<numatune>` with one `<memnode>` per guest cell,
+//! `<vcpu>`, `<iothreads>`, `<cputune>` (`<emulatorpin>`, `<iothreadpin>`,
+//! one `<vcpupin>` per vCPU, `<vcpusched>` for realtime vCPUs) and
+//! `<cpu><numa>` cells with `memAccess`. What the driver derives from the
+//! placement is computed once (`tuning`) and used both for the XML and for
+//! what `validate` expects libvirt to report.
+//!
+//! Beyond Nova, on request only: guest `<distances>` from the host's SLIT
+//! (`DomainSpec::guest_distances`). Nova writes none, so its guests see
+//! libvirt's default distances.
 
 use crate::fit::HostTopology;
 use crate::request::GuestTopology;
+use crate::request::{EmulatorPolicy, Flavor, ImageProps, RequestError};
 use crate::sim::memory::MemoryMode;
 use crate::topology::format_cpu_list;
-use std::fmt::Write as _;
+use quick_xml::Writer;
+use quick_xml::events::BytesText;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+/// What the driver reads from the flavor and image besides the fitted
+/// topology.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GuestTuning {
+    /// Realtime vCPUs (`hw:cpu_realtime` and its mask).
+    pub realtime_vcpus: Option<BTreeSet<u32>>,
+    /// `hw:locked_memory`.
+    pub locked_memory: bool,
+}
+
+impl GuestTuning {
+    pub fn of(flavor: &Flavor, image: &ImageProps) -> Result<GuestTuning, RequestError> {
+        Ok(GuestTuning {
+            realtime_vcpus: crate::request::realtime_constraint(flavor, image)?,
+            locked_memory: crate::request::locked_memory_constraint(flavor, image)? == Some(true),
+        })
+    }
+}
 
 /// What the XML needs besides the fitted topology.
 pub struct DomainSpec<'a> {
     pub name: &'a str,
     pub memory_mb: i64,
     pub host: &'a HostTopology,
-    /// SLIT by host cell position (`None`: 10 local / 20 remote).
+    /// SLIT by host cell position (`None`: 10 local / 20 remote); written
+    /// only with `guest_distances`.
     pub distances: Option<&'a [Vec<u32>]>,
     pub mode: MemoryMode,
     /// `kvm`, or `qemu` (TCG) where the host has no KVM.
     pub domain_type: &'a str,
+    pub guest: &'a GuestTuning,
+    /// Write guest `<distances>` from the host SLIT (beyond Nova).
+    pub guest_distances: bool,
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('\'', "&apos;")
+/// The host's `[compute] cpu_shared_set`, as Nova's driver sees it: the
+/// union of the cells' shared CPUs when the host separates shared from
+/// dedicated CPUs; `None` when it does not (every CPU in both sets) or
+/// when only `cpu_dedicated_set` is given (no shared CPUs).
+pub fn cpu_shared_set(host: &HostTopology) -> Option<Vec<u32>> {
+    let split = host
+        .cells
+        .iter()
+        .any(|c| c.cpuset().iter().collect::<BTreeSet<_>>() != c.pcpuset().iter().collect());
+    let all: BTreeSet<u32> = host.cells.iter().flat_map(|c| c.cpuset().iter()).collect();
+    (split && !all.is_empty()).then(|| all.into_iter().collect())
+}
+
+/// What the driver derives from a placement: pinning, scheduling, memory
+/// binding and backing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tuning {
+    /// Host CPUs per vCPU.
+    pub vcpupin: BTreeMap<u32, Vec<u32>>,
+    /// Emulator threads' CPUs; the one I/O thread is pinned with them.
+    pub emulatorpin: Vec<u32>,
+    /// Realtime vCPUs, scheduled `fifo` at priority 1.
+    pub vcpusched: Vec<u32>,
+    /// Host nodes of the guest's memory, and per guest cell its node.
+    pub nodeset: Vec<u32>,
+    pub memnodes: Vec<(u32, u32)>,
+    /// Huge pages per guest cell: (cell, page size KiB).
+    pub pages: Vec<(u32, i64)>,
+    /// Guest cells' memory shared (file-backed huge pages a vhost-user
+    /// backend can map): set when the guest uses a large page size.
+    pub mem_access_shared: bool,
+    pub locked: bool,
+    pub nosharepages: bool,
+}
+
+/// The driver's rules (`_get_guest_numa_config`, `_get_emulatorpin_cpuset`,
+/// `_wants_hugepages`, `_get_guest_memory_backing_config`).
+pub fn tuning(spec: &DomainSpec, fitted: &GuestTopology) -> Tuning {
+    let host_cell = |id: i64| spec.host.cells.iter().find(|c| c.id == id);
+    let rt = spec.guest.realtime_vcpus.as_ref();
+    let shared_set = cpu_shared_set(spec.host);
+    let mut t = Tuning::default();
+    let mut emulator = BTreeSet::new();
+    for (i, c) in fitted.cells.iter().enumerate() {
+        let shared: Vec<u32> = host_cell(c.id)
+            .map(|h| h.cpuset().iter().collect())
+            .unwrap_or_default();
+        let vcpus: BTreeSet<u32> = c.cpuset.iter().chain(&c.pcpuset).copied().collect();
+        for v in vcpus {
+            // A vCPU without a pinned CPU (shared, or dedicated but left
+            // unpinned by the fit) floats over its host cell's shared CPUs.
+            let pin = match c.cpu_pinning.as_ref().and_then(|m| m.get(&v)) {
+                Some(&p) => vec![p],
+                None => shared.clone(),
+            };
+            match fitted.emulator_threads_policy {
+                Some(EmulatorPolicy::Isolate) => {
+                    emulator.extend(c.cpuset_reserved.iter().flatten().copied());
+                }
+                Some(EmulatorPolicy::Share) if shared_set.is_some() => {
+                    emulator.extend(shared_set.iter().flatten().copied());
+                }
+                _ if rt.is_none_or(|rt| !rt.contains(&v)) => emulator.extend(&pin),
+                _ => {}
+            }
+            t.vcpupin.insert(v, pin);
+        }
+        t.nodeset.push(c.id as u32);
+        t.memnodes.push((i as u32, c.id as u32));
+    }
+    t.emulatorpin = emulator.into_iter().collect();
+    t.nodeset.sort_unstable();
+    t.nodeset.dedup();
+    t.vcpusched = rt.map(|r| r.iter().copied().collect()).unwrap_or_default();
+    // Page sizes of host cell 0, the smallest first: the smallest is not a
+    // large page.
+    let mut sizes: Vec<i64> = spec
+        .host
+        .cells
+        .first()
+        .map(|c| c.mempages.iter().map(|p| p.size_kb).collect())
+        .unwrap_or_default();
+    sizes.sort_unstable();
+    let smallest = sizes.first().copied();
+    for (i, c) in fitted.cells.iter().enumerate() {
+        if let (Some(p), Some(small)) = (c.pagesize, smallest)
+            && p > small
+        {
+            t.pages.push((i as u32, p));
+        }
+    }
+    t.mem_access_shared = fitted.cells.iter().any(|c| {
+        c.pagesize
+            .is_some_and(|p| sizes.iter().skip(1).any(|&s| s == p))
+    });
+    t.nosharepages = rt.is_some();
+    t.locked = rt.is_some() || spec.guest.locked_memory;
+    t
 }
 
 /// The domain XML of a guest placed as `fitted` says.
 pub fn domain_xml(spec: &DomainSpec, fitted: &GuestTopology) -> String {
-    let host_pos = |id: i64| spec.host.cells.iter().position(|c| c.id == id);
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    // Writing into memory cannot fail.
+    write_domain(&mut w, spec, fitted).expect("writing XML into memory");
+    let mut text = String::from_utf8(w.into_inner()).expect("XML written from UTF-8 strings");
+    text.push('\n');
+    text
+}
+
+fn write_domain(
+    w: &mut Writer<Vec<u8>>,
+    spec: &DomainSpec,
+    fitted: &GuestTopology,
+) -> io::Result<()> {
+    let t = tuning(spec, fitted);
+    let list = |cpus: &[u32]| format_cpu_list(cpus);
     let vcpus: usize = fitted
         .cells
         .iter()
         .map(|c| c.cpuset.len() + c.pcpuset.len())
         .sum();
-    let mut x = String::new();
-    let _ = writeln!(x, "<domain type='{}'>", escape(spec.domain_type));
-    let _ = writeln!(x, "  <name>{}</name>", escape(spec.name));
-    let _ = writeln!(x, "  <memory unit='MiB'>{}</memory>", spec.memory_mb);
-    let huge: Vec<(usize, i64)> = fitted
-        .cells
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| c.pagesize.filter(|&p| p > 4).map(|p| (i, p)))
-        .collect();
-    if !huge.is_empty() {
-        let _ = writeln!(x, "  <memoryBacking>\n    <hugepages>");
-        for (i, p) in &huge {
-            let _ = writeln!(x, "      <page size='{p}' unit='KiB' nodeset='{i}'/>");
-        }
-        let _ = writeln!(x, "    </hugepages>\n  </memoryBacking>");
-    }
-    let _ = writeln!(x, "  <vcpu placement='static'>{vcpus}</vcpu>");
-    let _ = writeln!(x, "  <cputune>");
-    let mut pins: Vec<(u32, String)> = Vec::new();
-    let mut emulator: Vec<u32> = Vec::new();
-    let mut reserved: Vec<u32> = Vec::new();
-    for c in &fitted.cells {
-        let shared: Vec<u32> = host_pos(c.id)
-            .map(|p| spec.host.cells[p].cpuset().to_vec())
-            .unwrap_or_default();
-        for &v in &c.cpuset {
-            pins.push((v, format_cpu_list(&shared)));
-            emulator.extend(&shared);
-        }
-        for &v in &c.pcpuset {
-            if let Some(&p) = c.cpu_pinning.as_ref().and_then(|m| m.get(&v)) {
-                pins.push((v, p.to_string()));
-                emulator.push(p);
-            }
-        }
-        if let Some(r) = &c.cpuset_reserved {
-            reserved.extend(r.iter().copied());
-        }
-    }
-    pins.sort_by_key(|p| p.0);
-    for (v, set) in &pins {
-        let _ = writeln!(x, "    <vcpupin vcpu='{v}' cpuset='{set}'/>");
-    }
-    // Emulator threads: on the reserved pCPU with `isolate`, else with the guest's CPUs.
-    let emu = if reserved.is_empty() {
-        emulator
-    } else {
-        reserved
-    };
-    if !emu.is_empty() {
-        let _ = writeln!(x, "    <emulatorpin cpuset='{}'/>", format_cpu_list(&emu));
-    }
-    let _ = writeln!(x, "  </cputune>");
-    let host_cells: Vec<u32> = fitted.cells.iter().map(|c| c.id as u32).collect();
     let mode = spec.mode.as_str();
-    let _ = writeln!(x, "  <numatune>");
-    let _ = writeln!(
-        x,
-        "    <memory mode='{mode}' nodeset='{}'/>",
-        format_cpu_list(&host_cells)
-    );
-    for (i, c) in fitted.cells.iter().enumerate() {
-        let _ = writeln!(
-            x,
-            "    <memnode cellid='{i}' mode='{mode}' nodeset='{}'/>",
-            c.id
-        );
+    w.create_element("domain")
+        .with_attribute(("type", spec.domain_type))
+        .write_inner_content(|w| {
+            text(w, "name", spec.name)?;
+            text(w, "memory", &(spec.memory_mb * 1024).to_string())?;
+            if !t.pages.is_empty() || t.locked || t.nosharepages {
+                w.create_element("memoryBacking").write_inner_content(|w| {
+                    if !t.pages.is_empty() {
+                        w.create_element("hugepages").write_inner_content(|w| {
+                            for (cell, size) in &t.pages {
+                                w.create_element("page")
+                                    .with_attribute(("size", size.to_string().as_str()))
+                                    .with_attribute(("unit", "KiB"))
+                                    .with_attribute(("nodeset", cell.to_string().as_str()))
+                                    .write_empty()?;
+                            }
+                            Ok(())
+                        })?;
+                    }
+                    if t.nosharepages {
+                        w.create_element("nosharepages").write_empty()?;
+                    }
+                    if t.locked {
+                        w.create_element("locked").write_empty()?;
+                    }
+                    Ok(())
+                })?;
+            }
+            w.create_element("numatune").write_inner_content(|w| {
+                w.create_element("memory")
+                    .with_attribute(("mode", mode))
+                    .with_attribute(("nodeset", list(&t.nodeset).as_str()))
+                    .write_empty()?;
+                for (cell, node) in &t.memnodes {
+                    w.create_element("memnode")
+                        .with_attribute(("cellid", cell.to_string().as_str()))
+                        .with_attribute(("mode", mode))
+                        .with_attribute(("nodeset", node.to_string().as_str()))
+                        .write_empty()?;
+                }
+                Ok(())
+            })?;
+            text(w, "vcpu", &vcpus.to_string())?;
+            w.create_element("os").write_inner_content(|w| {
+                w.create_element("type")
+                    .with_attribute(("arch", "x86_64"))
+                    .write_text_content(BytesText::new("hvm"))?;
+                Ok(())
+            })?;
+            text(w, "iothreads", "1")?;
+            w.create_element("cputune").write_inner_content(|w| {
+                if !t.emulatorpin.is_empty() {
+                    let set = list(&t.emulatorpin);
+                    w.create_element("emulatorpin")
+                        .with_attribute(("cpuset", set.as_str()))
+                        .write_empty()?;
+                    w.create_element("iothreadpin")
+                        .with_attribute(("iothread", "1"))
+                        .with_attribute(("cpuset", set.as_str()))
+                        .write_empty()?;
+                }
+                for (v, set) in &t.vcpupin {
+                    w.create_element("vcpupin")
+                        .with_attribute(("vcpu", v.to_string().as_str()))
+                        .with_attribute(("cpuset", list(set).as_str()))
+                        .write_empty()?;
+                }
+                if !t.vcpusched.is_empty() {
+                    w.create_element("vcpusched")
+                        .with_attribute(("vcpus", list(&t.vcpusched).as_str()))
+                        .with_attribute(("scheduler", "fifo"))
+                        .with_attribute(("priority", "1"))
+                        .write_empty()?;
+                }
+                Ok(())
+            })?;
+            w.create_element("cpu").write_inner_content(|w| {
+                w.create_element("numa").write_inner_content(|w| {
+                    for (i, c) in fitted.cells.iter().enumerate() {
+                        write_cell(w, spec, fitted, &t, i, c)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(())
+            })?;
+            text(w, "on_poweroff", "destroy")?;
+            // No disk, no balloon, no USB: a guest that only holds its placement.
+            w.create_element("devices").write_inner_content(|w| {
+                w.create_element("controller")
+                    .with_attribute(("type", "usb"))
+                    .with_attribute(("model", "none"))
+                    .write_empty()?;
+                w.create_element("memballoon")
+                    .with_attribute(("model", "none"))
+                    .write_empty()?;
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+    Ok(())
+}
+
+fn write_cell(
+    w: &mut Writer<Vec<u8>>,
+    spec: &DomainSpec,
+    fitted: &GuestTopology,
+    t: &Tuning,
+    i: usize,
+    c: &crate::request::GuestCell,
+) -> io::Result<()> {
+    let cpus: Vec<u32> = c.cpuset.iter().chain(c.pcpuset.iter()).copied().collect();
+    let mut cell = w
+        .create_element("cell")
+        .with_attribute(("id", i.to_string().as_str()))
+        .with_attribute(("cpus", format_cpu_list(&cpus).as_str()))
+        .with_attribute(("memory", (c.memory_mb * 1024).to_string().as_str()));
+    if t.mem_access_shared {
+        cell = cell.with_attribute(("memAccess", "shared"));
     }
-    let _ = writeln!(x, "  </numatune>");
-    let _ = writeln!(x, "  <os>\n    <type arch='x86_64'>hvm</type>\n  </os>");
-    let _ = writeln!(x, "  <cpu>\n    <numa>");
-    for (i, c) in fitted.cells.iter().enumerate() {
-        let cpus: Vec<u32> = c.cpuset.iter().chain(c.pcpuset.iter()).copied().collect();
-        let _ = writeln!(
-            x,
-            "      <cell id='{i}' cpus='{}' memory='{}' unit='MiB'>",
-            format_cpu_list(&cpus),
-            c.memory_mb
-        );
-        let _ = writeln!(x, "        <distances>");
-        for (j, other) in fitted.cells.iter().enumerate() {
-            let d = match (host_pos(c.id), host_pos(other.id), spec.distances) {
-                (Some(a), Some(b), Some(m)) => m[a][b],
-                _ if i == j => 10,
-                _ => 20,
-            };
-            let _ = writeln!(x, "          <sibling id='{j}' value='{d}'/>");
-        }
-        let _ = writeln!(x, "        </distances>\n      </cell>");
+    if !spec.guest_distances {
+        cell.write_empty()?;
+        return Ok(());
     }
-    let _ = writeln!(x, "    </numa>\n  </cpu>");
-    let _ = writeln!(x, "  <on_poweroff>destroy</on_poweroff>");
-    // No disk, no balloon, no USB: a guest that only holds its placement.
-    let _ = writeln!(
-        x,
-        "  <devices>\n    <controller type='usb' model='none'/>\n    <memballoon model='none'/>\n  </devices>"
-    );
-    x.push_str("</domain>\n");
-    x
+    let host_pos = |id: i64| spec.host.cells.iter().position(|h| h.id == id);
+    cell.write_inner_content(|w| {
+        w.create_element("distances").write_inner_content(|w| {
+            for (j, other) in fitted.cells.iter().enumerate() {
+                let slit = |a: usize, b: usize| spec.distances?.get(a)?.get(b).copied();
+                let d = host_pos(c.id)
+                    .zip(host_pos(other.id))
+                    .and_then(|(a, b)| slit(a, b))
+                    .unwrap_or(if i == j { 10 } else { 20 });
+                w.create_element("sibling")
+                    .with_attribute(("id", j.to_string().as_str()))
+                    .with_attribute(("value", d.to_string().as_str()))
+                    .write_empty()?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn text(w: &mut Writer<Vec<u8>>, name: &str, value: &str) -> io::Result<()> {
+    w.create_element(name)
+        .write_text_content(BytesText::new(value))?;
+    Ok(())
 }

@@ -640,7 +640,9 @@ fn emulator_policy(flavor: &Flavor) -> Result<Option<EmulatorPolicy>, RequestErr
     }
 }
 
-fn realtime_constraint(
+/// The realtime vCPUs (`hw:cpu_realtime` with its mask), `None` when the
+/// guest is not realtime; raises what Nova raises.
+pub fn realtime_constraint(
     flavor: &Flavor,
     image: &ImageProps,
 ) -> Result<Option<BTreeSet<u32>>, RequestError> {
@@ -775,7 +777,9 @@ fn page_size_value(request: &str) -> Result<f64, RequestError> {
     }
 }
 
-fn locked_memory_constraint(
+/// Whether the guest's memory is locked (`hw:locked_memory`, flavor or
+/// image); raises what Nova raises.
+pub fn locked_memory_constraint(
     flavor: &Flavor,
     image: &ImageProps,
 ) -> Result<Option<bool>, RequestError> {
