@@ -8,6 +8,7 @@
 pub mod error;
 pub mod experiment;
 pub mod fit;
+pub mod input;
 pub mod libvirt;
 pub mod report;
 pub mod request;

@@ -459,3 +459,82 @@ fn an_error_is_said_once() {
         "{err}"
     );
 }
+
+#[test]
+fn devices_and_fifos_as_inputs_are_refused_at_once() {
+    // A FIFO would block a read, /dev/zero never ends: both are refused
+    // by name, with exit 2, before anything is read.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("host");
+    let node = root.join("sys/devices/system/node/node0");
+    std::fs::create_dir_all(&node).unwrap();
+    std::fs::create_dir_all(root.join("sys/devices/system/cpu")).unwrap();
+    std::fs::write(node.join("distance"), "10\n").unwrap();
+    let fifo = node.join("cpulist");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success(), "mkfifo");
+    let out = numasim(&["topology", "show", root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("node0/cpulist: not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    for args in [
+        vec!["run", "/dev/zero"],
+        vec!["run", "scenarios/quickstart.toml", "--trace", "/dev/zero"],
+        vec!["topology", "show", "/dev/zero"],
+    ] {
+        let mut args = args;
+        let out_dir = tmp.path().join("out");
+        if args[0] == "run" {
+            args.extend(["--out", out_dir.to_str().unwrap()]);
+        }
+        let out = numasim(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("/dev/zero"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!out_dir.join("summary.csv").exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn sizes_that_would_overflow_are_refused_by_key() {
+    // 2^54 MB wrapped to 0 MB once (x1024 overflowed): now refused, by key.
+    let tmp = tempfile::tempdir().unwrap();
+    let caps = data("libvirt/caps_fake_4node.xml");
+    let host = tmp.path().join("h.json");
+    let out = numasim(&[
+        "libvirt",
+        "capture",
+        "--connect",
+        &format!("sim:{}", caps.display()),
+        "-o",
+        host.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&host).unwrap()).unwrap();
+    for (key, edit) in [
+        ("memory_mb", ("memory_mb", 1u64 << 54)),
+        ("pages[size_kb=2048].total", ("pages", 1u64 << 60)),
+    ] {
+        let mut d = doc.clone();
+        match edit {
+            ("pages", v) => d["cells"][0]["pages"][1]["total"] = v.into(),
+            (k, v) => d["cells"][0][k] = v.into(),
+        }
+        let bad = tmp.path().join("bad.json");
+        std::fs::write(&bad, d.to_string()).unwrap();
+        let out = numasim(&["topology", "show", bad.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains(&format!("cell 0: {key} is beyond")),
+            "{key}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -41,7 +41,7 @@ pub(super) fn fit(file: Option<PathBuf>, mode: numasim::fit::Mode) -> Result<i32
     use std::io::{BufRead, Write};
     let reader: Box<dyn BufRead> = match &file {
         Some(p) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(p).with_context(|| format!("{}: cannot open", p.display()))?,
+            numasim::input::open(p).with_context(|| format!("{}: cannot open", p.display()))?,
         )),
         None => Box::new(std::io::BufReader::new(std::io::stdin())),
     };

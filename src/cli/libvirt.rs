@@ -8,7 +8,7 @@ pub(super) fn libvirt_backend(
 ) -> Result<Box<dyn numasim::libvirt::backend::Backend>> {
     use numasim::libvirt::backend::SimBackend;
     if let Some(path) = connect.strip_prefix("sim:") {
-        let capabilities = std::fs::read_to_string(path)
+        let capabilities = numasim::input::read_text(path)
             .with_context(|| format!("{path}: cannot read the capabilities file"))?;
         return Ok(Box::new(SimBackend {
             capabilities,

@@ -489,7 +489,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 pub(super) fn read_text(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+    numasim::input::read_text(path).with_context(|| format!("{}: cannot read", path.display()))
 }
 
 /// A progress bar over runs, with the time left.

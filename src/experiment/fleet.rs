@@ -145,7 +145,7 @@ fn expand_node_lists(scenario: &mut Scenario, base: &Path) -> Result<(), RunErro
         };
         let path = base.join(&nodes.file);
         let shown = path.display();
-        let f = std::fs::File::open(&path)
+        let f = crate::input::open(&path)
             .map_err(|e| RunError::input(format!("fleet[{i}].nodes.file {shown}: {e}")))?;
         let mut r = csv::Reader::from_reader(std::io::BufReader::new(f));
         let headers = r

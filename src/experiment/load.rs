@@ -50,7 +50,7 @@ pub fn load_host(spec: &str, forced: Option<Format>) -> Result<Host, LoadError> 
         let names: Vec<&str> = presets::PRESETS.iter().map(|p| p.name).collect();
         return Err(LoadError::NotFound(spec.to_string(), names.join(", ")));
     }
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+    let bytes = crate::input::read_bytes(path).map_err(|source| LoadError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -93,10 +93,24 @@ pub fn read_sysfs_dir(root: &Path) -> Result<SysfsTree, LoadError> {
         });
     }
     let mut tree = SysfsTree::default();
+    // A missing or unreadable attribute is normal in a capture; anything
+    // else (a FIFO, a device, a file too large) is not sysfs and refused.
+    let mut refused: Option<LoadError> = None;
     let mut put = |rel: String| {
-        if let Ok(content) = std::fs::read_to_string(root.join(&rel)) {
+        let path = root.join(&rel);
+        match crate::input::read_text(&path) {
             // Some captures pad sysfs files with NUL bytes.
-            tree.files.insert(rel, content.replace('\0', ""));
+            Ok(content) => {
+                tree.files.insert(rel, content.replace('\0', ""));
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) => {}
+            Err(source) => {
+                refused.get_or_insert(LoadError::Io { path, source });
+            }
         }
     };
     put("proc/meminfo".into());
@@ -145,5 +159,8 @@ pub fn read_sysfs_dir(root: &Path) -> Result<SysfsTree, LoadError> {
             }
         }
     }
-    Ok(tree)
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(tree),
+    }
 }

@@ -152,7 +152,7 @@ pub struct Prepared {
 }
 
 pub fn prepare(path: &Path, ov: &Overrides) -> Result<Prepared, RunError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RunError::input(e).in_file(path))?;
+    let text = crate::input::read_text(path).map_err(|e| RunError::input(e).in_file(path))?;
     let scenario = Scenario::parse(&text).map_err(|e| RunError::input(e).in_file(path))?;
     prepare_scenario(scenario, path, ov)
 }

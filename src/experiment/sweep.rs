@@ -318,13 +318,13 @@ impl Sweep {
     /// Reads the sweep file and its scenario, and resolves every point.
     pub fn load(path: &Path) -> Result<Sweep, SweepError> {
         let shown = path.display();
-        let text = std::fs::read_to_string(path)
+        let text = crate::input::read_text(path)
             .map_err(|e| SweepError::Input(format!("{shown}: {e}")))?;
         let spec =
             SweepSpec::parse(&text).map_err(|m| SweepError::Input(format!("{shown}: {m}")))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let scenario_path = dir.join(&spec.scenario);
-        let scenario_text = std::fs::read_to_string(&scenario_path).map_err(|e| {
+        let scenario_text = crate::input::read_text(&scenario_path).map_err(|e| {
             SweepError::Input(format!(
                 "{shown}: scenario {}: {e}",
                 scenario_path.display()
@@ -471,7 +471,7 @@ impl Sweep {
     pub fn existing_records(&self, out: &Path) -> BTreeMap<usize, RunRecord> {
         let mut found = BTreeMap::new();
         for r in 0..self.runs.len() {
-            if let Ok(text) = std::fs::read_to_string(Self::record_path(out, r))
+            if let Ok(text) = crate::input::read_text(Self::record_path(out, r))
                 && let Ok(rec) = serde_json::from_str::<RunRecord>(&text)
                 && rec.run == r
                 && rec.digest == self.run_digests[r]
@@ -602,7 +602,7 @@ pub struct RunRecord {
 /// gigabytes; memory stays flat).
 fn file_digest(path: &Path) -> std::io::Result<u64> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::input::open(path)?;
     let mut h = crate::stable_hash::StableHasher::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -737,7 +737,7 @@ fn groups(records: &[RunRecord]) -> Vec<Vec<usize>> {
 /// Reads every record of a sweep output directory (any shard's).
 pub fn read_dir_records(dir: &Path) -> Result<(Manifest, Vec<RunRecord>), SweepError> {
     let mpath = dir.join("sweep.json");
-    let text = std::fs::read_to_string(&mpath).map_err(|e| {
+    let text = crate::input::read_text(&mpath).map_err(|e| {
         SweepError::Input(format!(
             "{}: {e} (not a sweep output directory?)",
             mpath.display()
@@ -755,7 +755,7 @@ pub fn read_dir_records(dir: &Path) -> Result<(Manifest, Vec<RunRecord>), SweepE
         .collect();
     names.sort();
     for p in names {
-        let text = std::fs::read_to_string(&p)
+        let text = crate::input::read_text(&p)
             .map_err(|e| SweepError::Input(format!("{}: {e}", p.display())))?;
         let rec: RunRecord = serde_json::from_str(&text)
             .map_err(|e| SweepError::Input(format!("{}: not a run record: {e}", p.display())))?;

@@ -297,6 +297,13 @@ pub fn from_json(text: &str) -> Result<Host, WireError> {
     })
 }
 
+/// The most memory one cell may have: 2^50 KiB (1 EiB), beyond any machine.
+pub const MAX_CELL_MEMORY_KB: u64 = 1 << 50;
+
+fn too_large(cell: u32, key: &str) -> String {
+    format!("cell {cell}: {key} is beyond {MAX_CELL_MEMORY_KB} KiB (1 EiB); expected a real size")
+}
+
 pub fn from_doc(doc: HostDoc) -> Result<Host, String> {
     let ids: Vec<u32> = doc.cells.iter().map(|c| c.id).collect();
     let mut topo: std::collections::BTreeMap<u32, CpuDoc> =
@@ -336,11 +343,33 @@ pub fn from_doc(doc: HostDoc) -> Result<Host, String> {
             ));
         }
         distances.push(row);
+        // Sizes beyond any machine would overflow the KiB and page
+        // arithmetic downstream: refused here, by key.
+        let kib = |key: &str, mb: u64| {
+            mb.checked_mul(1024)
+                .filter(|&kb| kb <= MAX_CELL_MEMORY_KB)
+                .ok_or_else(|| too_large(c.id, key))
+        };
+        let memory_kb = match c.memory_kb {
+            Some(kb) if kb <= MAX_CELL_MEMORY_KB => kb,
+            Some(_) => return Err(too_large(c.id, "memory_kb")),
+            None => kib("memory_mb", c.memory_mb)?,
+        };
+        let free_kb = c.free_mb.map(|f| kib("free_mb", f)).transpose()?;
+        for p in &c.pages {
+            let pool_kb = p.size_kb.checked_mul(p.total);
+            if pool_kb.is_none_or(|kb| kb > MAX_CELL_MEMORY_KB) {
+                return Err(too_large(
+                    c.id,
+                    &format!("pages[size_kb={}].total", p.size_kb),
+                ));
+            }
+        }
         cells.push(Cell {
             id: c.id,
             cpus: c.cpus.iter().map(|&id| take_cpu(id)).collect(),
-            memory_kb: c.memory_kb.unwrap_or(c.memory_mb * 1024),
-            free_kb: c.free_mb.map(|f| f * 1024),
+            memory_kb,
+            free_kb,
             pages: c
                 .pages
                 .into_iter()

@@ -477,7 +477,7 @@ pub fn convert(
         });
     }
     let open = || {
-        std::fs::File::open(input)
+        crate::input::open(input)
             .map(std::io::BufReader::new)
             .map_err(|e| ConvertError {
                 line: None,

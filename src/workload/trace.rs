@@ -48,7 +48,7 @@ impl FileError {
 }
 
 fn open_file(path: &std::path::Path) -> Result<std::io::BufReader<std::fs::File>, FileError> {
-    std::fs::File::open(path)
+    crate::input::open(path)
         .map(std::io::BufReader::new)
         .map_err(|source| FileError::Io {
             path: path.to_path_buf(),
