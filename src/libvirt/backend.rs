@@ -145,19 +145,17 @@ pub fn mismatches(predicted: &Pinning, reported: &Pinning) -> Vec<String> {
             ));
         }
     }
-    if predicted.emulatorpin != reported.emulatorpin {
-        out.push(format!(
-            "emulatorpin: predicted {}, libvirt has {}",
-            fmt(&predicted.emulatorpin),
-            fmt(&reported.emulatorpin)
-        ));
-    }
-    if predicted.iothreadpin != reported.iothreadpin {
-        out.push(format!(
-            "iothreadpin: predicted {}, libvirt has {}",
-            fmt(&predicted.iothreadpin),
-            fmt(&reported.iothreadpin)
-        ));
+    for (what, a, b) in [
+        ("emulatorpin", &predicted.emulatorpin, &reported.emulatorpin),
+        ("iothreadpin", &predicted.iothreadpin, &reported.iothreadpin),
+    ] {
+        if a != b {
+            out.push(format!(
+                "{what}: predicted {}, libvirt has {}",
+                fmt(a),
+                fmt(b)
+            ));
+        }
     }
     if predicted.vcpusched != reported.vcpusched {
         let show = |v: &[(Vec<u32>, String, String)]| {
