@@ -477,7 +477,7 @@ fn a_changed_input_file_invalidates_the_records_made_from_it() {
 }
 
 #[test]
-fn a_sweep_of_a_trace_without_random_draws_runs_once_and_shows_no_zero_width_interval() {
+fn a_trace_sweep_runs_once_shows_no_zero_width_interval_and_is_not_written_over() {
     // Three replications asked; nothing depends on the seed, so each
     // policy runs once and the aggregate has n = 1 and no interval.
     let tmp = tempfile::tempdir().unwrap();
@@ -537,4 +537,26 @@ trace = "t.csv"
         rows += 1;
     }
     assert!(rows >= 2, "{rows}");
+
+    // Another sweep into the same directory is refused, leaving this
+    // sweep's results whole; with --restart it replaces them.
+    let other = tmp.path().join("other.toml");
+    std::fs::write(
+        &other,
+        "name = \"other\"\nscenario = \"s.toml\"\nreplications = 1\n\
+         [grid]\n\"policy.strategy\" = [\"spread\"]\n",
+    )
+    .unwrap();
+    let r = sweep(&[s(&other), "--out", s(&out)]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("holds the results of sweep `trace-sweep`"),
+        "{}",
+        stderr(&r)
+    );
+    assert_eq!(std::fs::read_to_string(out.join("runs.csv")).unwrap(), runs);
+    let r = sweep(&[s(&other), "--out", s(&out), "--restart"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let replaced = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(replaced.lines().count(), 1 + 1, "{replaced}");
 }

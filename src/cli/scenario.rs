@@ -110,6 +110,10 @@ pub(super) fn sweep(a: SweepArgs) -> Result<i32> {
         std::fs::remove_dir_all(out.join("runs"))
             .with_context(|| format!("{}: cannot clear", out.join("runs").display()))?;
     }
+    if a.restart && out.join("sweep.json").exists() {
+        std::fs::remove_file(out.join("sweep.json"))
+            .with_context(|| format!("{}: cannot remove", out.join("sweep.json").display()))?;
+    }
     let mine = sw.shard_runs(shard);
     let done = sw.existing_records(&out);
     let todo: Vec<usize> = mine

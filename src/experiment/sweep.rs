@@ -490,6 +490,21 @@ impl Sweep {
         todo: &[usize],
         progress: &(dyn Fn() + Sync),
     ) -> Result<usize, SweepError> {
+        // A directory holds one sweep: another sweep's records and CSVs
+        // would be overwritten in part and mixed with this one's. (The same
+        // sweep with changed inputs has another digest: its stale records
+        // are ignored and every run is made again.)
+        if let Ok(text) = crate::input::read_text(out.join("sweep.json"))
+            && let Ok(other) = serde_json::from_str::<Manifest>(&text)
+            && other.name != self.spec.name
+        {
+            return Err(SweepError::Input(format!(
+                "{}: holds the results of sweep `{}`, not of this one (`{}`); give another --out, or --restart to replace them",
+                out.display(),
+                other.name,
+                self.spec.name
+            )));
+        }
         std::fs::create_dir_all(out.join("runs"))
             .map_err(|e| SweepError::Input(format!("{}: cannot create: {e}", out.display())))?;
         let manifest = Manifest {
