@@ -545,3 +545,124 @@ fn an_interrupted_validation_stops_and_still_removes_its_domains() {
     assert_eq!(seen, ["v01", "v02", "v03"]);
     assert!(b.domains.is_empty(), "left behind: {:?}", b.domains.keys());
 }
+
+#[test]
+fn every_placement_policy_gets_the_xml_libvirt_needs_for_its_binding() {
+    let cases_text = std::fs::read_to_string(data("fit-cases/cases.jsonl")).unwrap();
+    let answers = std::fs::read_to_string(data("fit-cases/nova-34.0.0.jsonl")).unwrap();
+    // Every CPU of each host cell, by cell id, as libvirt's cpuset syntax
+    // sorts them.
+    let cell_cpus = |case: &serde_json::Value| -> Vec<(u64, std::collections::BTreeSet<u64>)> {
+        case["host"]["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let cpus = ["cpus", "pcpus"]
+                    .iter()
+                    .flat_map(|k| c[*k].as_array().into_iter().flatten())
+                    .map(|x| x.as_u64().unwrap())
+                    .collect();
+                (c["id"].as_u64().unwrap(), cpus)
+            })
+            .collect()
+    };
+    let parse_list = |s: &str| -> std::collections::BTreeSet<u64> {
+        numasim::topology::parse_cpu_list(s)
+            .unwrap()
+            .into_iter()
+            .map(u64::from)
+            .collect()
+    };
+    let mut checked = 0;
+    let mut written = std::collections::BTreeMap::new();
+    for (line, answer) in cases_text.lines().zip(answers.lines()) {
+        let a: serde_json::Value = serde_json::from_str(answer).unwrap();
+        if a["fits"] != true {
+            continue;
+        }
+        let case: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = case["id"].as_str().unwrap();
+        let cells = cell_cpus(&case);
+        let (first_id, first_cpus) = &cells[0];
+        for (placement, extra) in [
+            ("float", vec![]),
+            ("autonuma", vec![]),
+            ("cpuset-auto", vec![]),
+            ("numad", vec![]),
+            ("closest", vec![]),
+            (
+                "manual",
+                vec!["--numatune".to_string(), format!("{first_id}:preferred")],
+            ),
+        ] {
+            let path = data("fit-cases/cases.jsonl");
+            let mut args = vec![
+                "libvirt",
+                "xml",
+                path.to_str().unwrap(),
+                "--case",
+                id,
+                "--placement",
+                placement,
+            ];
+            args.extend(extra.iter().map(String::as_str));
+            let out = numasim(&args);
+            if out.status.code() == Some(1) {
+                // The policy's own check refuses the host (a floating guest
+                // on a host without shared CPUs, a node without room).
+                assert!(stderr(&out).contains("does not place"), "{id} {placement}");
+                continue;
+            }
+            *written.entry(placement).or_insert(0) += 1;
+            assert!(out.status.success(), "{id} {placement}: {}", stderr(&out));
+            let xml = stdout(&out);
+            validate(&xml);
+            let doc = roxmltree::Document::parse(&xml).unwrap();
+            let find = |tag: &str| doc.descendants().find(|n| n.has_tag_name(tag));
+            let vcpu = find("vcpu").unwrap();
+            let numatune_memory = doc.descendants().find(|n| {
+                n.has_tag_name("memory") && n.parent().is_some_and(|p| p.has_tag_name("numatune"))
+            });
+            match placement {
+                "float" | "autonuma" => {
+                    assert_eq!(vcpu.attribute("cpuset"), None, "{id} {placement}");
+                    assert!(
+                        numatune_memory.is_none() && find("vcpupin").is_none(),
+                        "{xml}"
+                    );
+                }
+                "cpuset-auto" => {
+                    let set = parse_list(vcpu.attribute("cpuset").unwrap());
+                    assert!(cells.iter().any(|(_, c)| *c == set), "{id}: {set:?}");
+                    assert!(numatune_memory.is_none(), "{xml}");
+                }
+                "numad" => {
+                    assert_eq!(vcpu.attribute("placement"), Some("auto"));
+                    let m = numatune_memory.unwrap();
+                    assert_eq!(m.attribute("placement"), Some("auto"), "{xml}");
+                    assert_eq!(m.attribute("nodeset"), None, "{xml}");
+                }
+                "closest" => {
+                    assert!(
+                        find("vcpupin").is_some() && find("memnode").is_some(),
+                        "{xml}"
+                    );
+                }
+                _ => {
+                    let m = numatune_memory.unwrap();
+                    assert_eq!(m.attribute("mode"), Some("preferred"));
+                    assert_eq!(m.attribute("nodeset"), Some(first_id.to_string().as_str()));
+                    assert_eq!(&parse_list(vcpu.attribute("cpuset").unwrap()), first_cpus);
+                }
+            }
+        }
+        checked += 1;
+        if checked == 16 {
+            break;
+        }
+    }
+    assert_eq!(checked, 16);
+    assert_eq!(written.len(), 6, "{written:?}");
+    assert!(written.values().all(|&n| n >= 8), "{written:?}");
+}

@@ -243,14 +243,29 @@ pub(super) fn libvirt_validate(a: ValidateArgs) -> Result<i32> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-pub(super) fn libvirt_xml(
-    cases: PathBuf,
-    case: Option<String>,
-    memory_mode: numasim::sim::memory::MemoryMode,
-    mode: numasim::fit::Mode,
-    name: String,
-    guest_distances: bool,
-) -> Result<i32> {
+/// What `libvirt xml` was asked.
+pub(super) struct XmlRequest {
+    pub cases: PathBuf,
+    pub case: Option<String>,
+    pub memory_mode: numasim::sim::memory::MemoryMode,
+    pub mode: numasim::fit::Mode,
+    pub name: String,
+    pub guest_distances: bool,
+    pub placement: String,
+    pub numatune: Option<String>,
+}
+
+pub(super) fn libvirt_xml(a: XmlRequest) -> Result<i32> {
+    let XmlRequest {
+        cases,
+        case,
+        memory_mode,
+        mode,
+        name,
+        guest_distances,
+        placement,
+        numatune,
+    } = a;
     let text = read_text(&cases)?;
     let mut chosen = None;
     for (i, line) in text
@@ -276,6 +291,21 @@ pub(super) fn libvirt_xml(
     let prepared = numasim::fit::case::prepare(&v)
         .and_then(|p| p.with_pci(&v))
         .map_err(|e| anyhow::anyhow!("{where_}: {} {}: {}", e.phase.as_str(), e.kind, e.message))?;
+    if placement != "nova" {
+        return policy_xml(
+            &v,
+            &where_,
+            prepared,
+            &name,
+            memory_mode,
+            guest_distances,
+            &placement,
+            numatune.as_deref(),
+        );
+    }
+    if numatune.is_some() {
+        anyhow::bail!("--numatune goes with --placement manual");
+    }
     if prepared.request.is_none() {
         anyhow::bail!("{where_}: the request asks for no guest NUMA topology: nothing to pin");
     }
@@ -286,19 +316,7 @@ pub(super) fn libvirt_xml(
         eprintln!("{where_}: the guest does not fit this host");
         return Ok(1);
     };
-    let distances: Option<Vec<Vec<u32>>> = v["host"]["distances"].as_array().map(|rows| {
-        rows.iter()
-            .map(|r| {
-                r.as_array()
-                    .map(|r| {
-                        r.iter()
-                            .filter_map(|x| x.as_u64().map(|d| d as u32))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-            .collect()
-    });
+    let distances = case_distances(&v, &prepared.host);
     let guest = numasim::libvirt::xml::GuestTuning::of(&prepared.flavor, &prepared.image)
         .map_err(|e| anyhow::anyhow!("{where_}: {} {}: {}", e.phase.as_str(), e.kind, e.message))?;
     let spec = numasim::libvirt::xml::DomainSpec {
@@ -314,5 +332,117 @@ pub(super) fn libvirt_xml(
         domain_type: "kvm",
     };
     out!("{}", numasim::libvirt::xml::domain_xml(&spec, &fitted));
+    Ok(0)
+}
+
+/// The case's SLIT, when it has one row of one distance per host cell.
+fn case_distances(
+    v: &serde_json::Value,
+    host: &numasim::fit::HostTopology,
+) -> Option<Vec<Vec<u32>>> {
+    let n = host.cells.len();
+    let rows: Vec<Vec<u32>> = v["host"]["distances"]
+        .as_array()?
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|x| x.as_u64().and_then(|d| u32::try_from(d).ok()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    (rows.len() == n && rows.iter().all(|r| r.len() == n)).then_some(rows)
+}
+
+/// `libvirt xml --placement NAME`: the case's guest placed on its host by
+/// that policy, and the XML libvirt needs for the binding.
+#[allow(clippy::too_many_arguments)]
+fn policy_xml(
+    v: &serde_json::Value,
+    where_: &str,
+    prepared: numasim::fit::case::Prepared,
+    name: &str,
+    memory_mode: numasim::sim::memory::MemoryMode,
+    guest_distances: bool,
+    placement: &str,
+    numatune: Option<&str>,
+) -> Result<i32> {
+    use numasim::libvirt::{placement, xml};
+    match (placement, numatune) {
+        ("manual", None) => anyhow::bail!("--placement manual needs --numatune NODESET[:MODE]"),
+        (other, Some(_)) if other != "manual" => {
+            anyhow::bail!("--numatune goes with --placement manual")
+        }
+        _ => {}
+    }
+    let tuning = numatune
+        .map(|t| {
+            let (set, mode) = t.split_once(':').unwrap_or((t, "strict"));
+            let nodeset = numasim::topology::parse_cpu_list(set)
+                .ok()
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--numatune `{t}`: `{set}` is not a node list such as 0-1")
+                })?;
+            let mode = keyword::<numasim::sim::memory::MemoryMode>(mode)
+                .map_err(|e| anyhow::anyhow!("--numatune `{t}`: mode `{mode}`: {e}"))?;
+            Ok::<_, anyhow::Error>(numasim::sim::ManualTuning {
+                nodeset: nodeset.into_iter().map(i64::from).collect(),
+                mode,
+            })
+        })
+        .transpose()?;
+    let params = numasim::sim::policy::PolicyParams {
+        numatunes: tuning.map(|t| vec![Some(t)]).unwrap_or_default(),
+        rebalancing: Default::default(),
+        memory_mode: Some(memory_mode),
+    };
+    let policy = numasim::sim::policy::Registry::builtin()
+        .build(placement, &params)
+        .map_err(|e| anyhow::anyhow!("--placement: {e}"))?;
+    let distances = case_distances(v, &prepared.host);
+    let guest = xml::GuestTuning::of(&prepared.flavor, &prepared.image)
+        .map_err(|e| anyhow::anyhow!("{where_}: {} {}: {}", e.phase.as_str(), e.kind, e.message))?;
+    let image_props = match v.get("image_props") {
+        Some(serde_json::Value::Object(m)) => m
+            .iter()
+            .map(|(k, x)| {
+                (
+                    k.clone(),
+                    x.as_str().map_or_else(|| x.to_string(), str::to_string),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let memory_mb = prepared.flavor.memory_mb;
+    let placed = placement::place(placement::OneGuest {
+        host: prepared.host.clone(),
+        distances: distances.clone(),
+        limits: prepared.limits.clone(),
+        flavor: prepared.flavor.clone(),
+        image_props,
+        policy,
+        memory_mode,
+    })
+    .map_err(|e| anyhow::anyhow!("{where_}: {e}"))?;
+    let Some(placed) = placed else {
+        eprintln!("{where_}: `{placement}` does not place the guest on this host");
+        return Ok(1);
+    };
+    let spec = xml::DomainSpec {
+        guest: &guest,
+        guest_distances,
+        name,
+        memory_mb,
+        host: &prepared.host,
+        distances: distances.as_deref(),
+        mode: memory_mode,
+        domain_type: "kvm",
+    };
+    out!("{}", xml::binding_xml(&spec, &placed));
     Ok(0)
 }

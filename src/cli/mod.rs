@@ -256,6 +256,15 @@ enum LibvirtCmd {
         /// libvirt's defaults.
         #[arg(long)]
         guest_distances: bool,
+        /// Place the guest with this placement policy instead of Nova's fit
+        /// (`closest`, `float`, `cpuset-auto`, `manual`, `numad`, `autonuma`)
+        /// and print the XML libvirt needs for its binding.
+        #[arg(long, default_value = "nova")]
+        placement: String,
+        /// The operator's numatune for `--placement manual`: NODESET or
+        /// NODESET:MODE (`0-1:preferred`; mode default strict).
+        #[arg(long, value_name = "NODESET[:MODE]")]
+        numatune: Option<String>,
     },
     /// Capture a host from libvirt: capabilities plus free memory and free
     /// hugepages per cell, written as numasim's host JSON.
@@ -466,8 +475,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     mode,
                     name,
                     guest_distances,
+                    placement,
+                    numatune,
                 },
-        } => libvirt_xml(cases, case, memory_mode, mode, name, guest_distances),
+        } => libvirt_xml(XmlRequest {
+            cases,
+            case,
+            memory_mode,
+            mode,
+            name,
+            guest_distances,
+            placement,
+            numatune,
+        }),
         Command::Libvirt {
             command: LibvirtCmd::Capture { connect, output },
         } => libvirt_capture(&connect, &output),

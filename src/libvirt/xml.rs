@@ -15,6 +15,7 @@
 use crate::fit::HostTopology;
 use crate::request::GuestTopology;
 use crate::request::{EmulatorPolicy, Flavor, ImageProps, RequestError};
+use crate::sim::binding::Binding;
 use crate::sim::memory::MemoryMode;
 use crate::topology::format_cpu_list;
 use quick_xml::Writer;
@@ -183,8 +184,7 @@ fn write_domain(
     w.create_element("domain")
         .with_attribute(("type", spec.domain_type))
         .write_inner_content(|w| {
-            text(w, "name", spec.name)?;
-            text(w, "memory", &(spec.memory_mb * 1024).to_string())?;
+            write_head(w, spec)?;
             if !t.pages.is_empty() || t.locked || t.nosharepages {
                 w.create_element("memoryBacking").write_inner_content(|w| {
                     if !t.pages.is_empty() {
@@ -223,12 +223,7 @@ fn write_domain(
                 Ok(())
             })?;
             text(w, "vcpu", &vcpus.to_string())?;
-            w.create_element("os").write_inner_content(|w| {
-                w.create_element("type")
-                    .with_attribute(("arch", "x86_64"))
-                    .write_text_content(BytesText::new("hvm"))?;
-                Ok(())
-            })?;
+            write_os(w)?;
             text(w, "iothreads", "1")?;
             w.create_element("cputune").write_inner_content(|w| {
                 if !t.emulatorpin.is_empty() {
@@ -265,19 +260,171 @@ fn write_domain(
                 })?;
                 Ok(())
             })?;
-            text(w, "on_poweroff", "destroy")?;
-            // No disk, no balloon, no USB: a guest that only holds its placement.
-            w.create_element("devices").write_inner_content(|w| {
-                w.create_element("controller")
-                    .with_attribute(("type", "usb"))
-                    .with_attribute(("model", "none"))
-                    .write_empty()?;
-                w.create_element("memballoon")
-                    .with_attribute(("model", "none"))
-                    .write_empty()?;
-                Ok(())
-            })?;
-            Ok(())
+            write_tail(w)
+        })?;
+    Ok(())
+}
+
+/// `<name>` and `<memory>` (KiB, as Nova writes it).
+fn write_head(w: &mut Writer<Vec<u8>>, spec: &DomainSpec) -> io::Result<()> {
+    text(w, "name", spec.name)?;
+    text(w, "memory", &(spec.memory_mb * 1024).to_string())
+}
+
+fn write_os(w: &mut Writer<Vec<u8>>) -> io::Result<()> {
+    w.create_element("os").write_inner_content(|w| {
+        w.create_element("type")
+            .with_attribute(("arch", "x86_64"))
+            .write_text_content(BytesText::new("hvm"))?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// No disk, no balloon, no USB: a guest that only holds its placement.
+fn write_tail(w: &mut Writer<Vec<u8>>) -> io::Result<()> {
+    text(w, "on_poweroff", "destroy")?;
+    w.create_element("devices").write_inner_content(|w| {
+        for (tag, kind) in [("controller", Some("usb")), ("memballoon", None)] {
+            let mut e = w.create_element(tag);
+            if let Some(kind) = kind {
+                e = e.with_attribute(("type", kind));
+            }
+            e.with_attribute(("model", "none")).write_empty()?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The domain XML of a guest bound as a placement policy says: Nova's
+/// driver's XML for fitted guests (`nova`, `closest`), and for the others
+/// what libvirt needs to apply their binding: nothing for a floating
+/// guest, `<vcpu cpuset>` for vCPUs confined to a node (`cpuset-auto`) or
+/// a nodeset (`manual`, with its `<numatune>` and, for guests with virtual
+/// NUMA cells, one `<memnode>` per cell on the nodeset's nodes in turn),
+/// and `placement='auto'` where libvirt asks numad itself.
+pub fn binding_xml(spec: &DomainSpec, placed: &PolicyPlacement) -> String {
+    if let Binding::Cells(fitted) = &placed.binding {
+        return domain_xml(spec, fitted);
+    }
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    write_bound(&mut w, spec, placed).expect("writing XML into memory");
+    let mut text = String::from_utf8(w.into_inner()).expect("XML written from UTF-8 strings");
+    text.push('\n');
+    text
+}
+
+/// A guest placed by a policy: its binding, its virtual NUMA cells (if
+/// any), its vCPUs, and whether libvirt places it itself.
+pub struct PolicyPlacement {
+    pub binding: Binding,
+    pub request: Option<GuestTopology>,
+    pub vcpus: i64,
+    pub auto: bool,
+}
+
+fn write_bound(
+    w: &mut Writer<Vec<u8>>,
+    spec: &DomainSpec,
+    placed: &PolicyPlacement,
+) -> io::Result<()> {
+    // Every CPU of the host cells at these positions.
+    let cpus_of = |positions: &[usize]| -> String {
+        let cpus: BTreeSet<u32> = positions
+            .iter()
+            .filter_map(|&p| spec.host.cells.get(p))
+            .flat_map(|c| c.cpuset().iter().chain(c.pcpuset().iter()))
+            .collect();
+        format_cpu_list(&cpus.into_iter().collect::<Vec<_>>())
+    };
+    let positions = |nodeset: &[i64]| -> Vec<usize> {
+        nodeset
+            .iter()
+            .filter_map(|id| spec.host.cells.iter().position(|c| c.id == *id))
+            .collect()
+    };
+    // Guest virtual NUMA cells under an operator's numatune (numad's
+    // advice is for the whole guest).
+    let cells = match (&placed.binding, &placed.request) {
+        (Binding::Numatune { guest_cells, .. }, Some(r)) if *guest_cells > 0 && !placed.auto => {
+            &r.cells[..]
+        }
+        _ => &[],
+    };
+    w.create_element("domain")
+        .with_attribute(("type", spec.domain_type))
+        .write_inner_content(|w| {
+            write_head(w, spec)?;
+            let tuning = match &placed.binding {
+                Binding::Numatune { tuning, .. } => Some(tuning),
+                _ => None,
+            };
+            if placed.auto {
+                // libvirt asks numad at start, whatever numasim predicts.
+                let mode = tuning.map_or(spec.mode, |t| t.mode).as_str();
+                w.create_element("numatune").write_inner_content(|w| {
+                    w.create_element("memory")
+                        .with_attribute(("mode", mode))
+                        .with_attribute(("placement", "auto"))
+                        .write_empty()?;
+                    Ok(())
+                })?;
+            } else if let Some(tuning) = tuning {
+                let mode = tuning.mode.as_str();
+                let nodes: Vec<u32> = tuning.nodeset.iter().map(|&n| n as u32).collect();
+                w.create_element("numatune").write_inner_content(|w| {
+                    w.create_element("memory")
+                        .with_attribute(("mode", mode))
+                        .with_attribute(("nodeset", format_cpu_list(&nodes).as_str()))
+                        .write_empty()?;
+                    for (i, _) in cells.iter().enumerate() {
+                        w.create_element("memnode")
+                            .with_attribute(("cellid", i.to_string().as_str()))
+                            .with_attribute(("mode", mode))
+                            .with_attribute((
+                                "nodeset",
+                                nodes[i % nodes.len()].to_string().as_str(),
+                            ))
+                            .write_empty()?;
+                    }
+                    Ok(())
+                })?;
+            }
+            let vcpu = w.create_element("vcpu");
+            let vcpu = match &placed.binding {
+                _ if placed.auto => vcpu.with_attribute(("placement", "auto")),
+                Binding::Numatune { tuning, .. } => vcpu
+                    .with_attribute(("placement", "static"))
+                    .with_attribute(("cpuset", cpus_of(&positions(&tuning.nodeset)).as_str())),
+                Binding::Node(p) => vcpu
+                    .with_attribute(("placement", "static"))
+                    .with_attribute(("cpuset", cpus_of(&[*p]).as_str())),
+                Binding::Float | Binding::Cells(_) => vcpu,
+            };
+            vcpu.write_text_content(BytesText::new(&placed.vcpus.to_string()))?;
+            write_os(w)?;
+            if !cells.is_empty() {
+                w.create_element("cpu").write_inner_content(|w| {
+                    w.create_element("numa").write_inner_content(|w| {
+                        for (i, c) in cells.iter().enumerate() {
+                            let cpus: Vec<u32> =
+                                c.cpuset.iter().chain(&c.pcpuset).copied().collect();
+                            w.create_element("cell")
+                                .with_attribute(("id", i.to_string().as_str()))
+                                .with_attribute(("cpus", format_cpu_list(&cpus).as_str()))
+                                .with_attribute((
+                                    "memory",
+                                    (c.memory_mb * 1024).to_string().as_str(),
+                                ))
+                                .write_empty()?;
+                        }
+                        Ok(())
+                    })?;
+                    Ok(())
+                })?;
+            }
+            write_tail(w)
         })?;
     Ok(())
 }

@@ -155,6 +155,14 @@ pub trait PlacementPolicy: Send + Sync {
     /// change anything. An `Err` is an internal failure of the fit engine.
     fn bind(&self, host: &HostView, guest: &GuestView) -> Result<Verdict, FitError>;
 
+    /// libvirt places the guest itself, asking numad (`<vcpu
+    /// placement='auto'>`, `<numatune><memory placement='auto'>`): the
+    /// domain XML names no nodes, the binding is numasim's prediction of
+    /// numad's answer.
+    fn libvirt_auto_placement(&self) -> bool {
+        false
+    }
+
     /// The policy's own host order: hosts are tried by ascending key
     /// (ties: fleet order), recomputed after every claim and release on
     /// the host. `None` (the default) keeps the scenario's strategy.

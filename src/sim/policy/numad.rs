@@ -72,6 +72,10 @@ impl Numad {
 }
 
 impl PlacementPolicy for Numad {
+    fn libvirt_auto_placement(&self) -> bool {
+        true
+    }
+
     fn bind(&self, host: &HostView, guest: &GuestView) -> Result<Verdict, FitError> {
         let advice = self.advice(
             host,
