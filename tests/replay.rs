@@ -61,3 +61,43 @@ fn replay_bad_inputs_name_file_and_line() {
     );
     assert!(!out.exists(), "no partial output");
 }
+
+#[test]
+fn fleet_sizes_that_would_overflow_are_refused_by_key() {
+    // A cell of 2^62 MB was accepted (and placed on); a pool of 2^62 pages
+    // overflowed the page arithmetic and changed the placements.
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data("replay/small-fleet.json")).unwrap(),
+    )
+    .unwrap();
+    for (edit, expected) in [
+        ("memory_mb", "host cell 0: memory_mb = 4611686018427387904 is beyond"),
+        ("pages", "host cell 0: mempages[size_kb=2048].total = 4611686018427387904 is beyond"),
+    ] {
+        let mut f = fleet.clone();
+        let cell = &mut f["hosts"][0]["model"]["cells"][0];
+        match edit {
+            "memory_mb" => cell["memory_mb"] = (1u64 << 62).into(),
+            _ => cell["mempages"][1]["total"] = (1u64 << 62).into(),
+        }
+        let path = tmp.path().join("fleet.json");
+        std::fs::write(&path, f.to_string()).unwrap();
+        let out_file = tmp.path().join("out.jsonl");
+        let r = numasim(&[
+            "replay",
+            "--fleet",
+            path.to_str().unwrap(),
+            "--trace",
+            data("replay/small-trace.csv").to_str().unwrap(),
+            "--flavors",
+            data("replay/flavors.csv").to_str().unwrap(),
+            "--out",
+            out_file.to_str().unwrap(),
+        ]);
+        assert_eq!(r.status.code(), Some(2), "{edit}: {}", stderr(&r));
+        assert!(stderr(&r).contains("hosts[0].model: "), "{}", stderr(&r));
+        assert!(stderr(&r).contains(expected), "{}", stderr(&r));
+        assert!(!out_file.exists(), "{edit}");
+    }
+}

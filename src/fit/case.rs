@@ -79,6 +79,22 @@ fn network(v: Option<&Value>) -> Option<NetworkMetadata> {
 }
 
 /// Builds the host topology of a case (`host` object of tests/data/fit-cases/FORMAT.md).
+/// Sizes beyond any machine (they would overflow the KiB and page
+/// arithmetic downstream): a cell's memory and usage in MB, a page pool in
+/// KiB, a cell's vCPU usage.
+pub const MAX_CELL_MEMORY_MB: i64 = 1 << 40;
+pub const MAX_PAGE_POOL_KB: i64 = 1 << 50;
+pub const MAX_CELL_CPU_USAGE: i64 = 1 << 32;
+
+fn within(value: i64, cell: i64, key: &str, max: i64) -> Result<i64, RequestError> {
+    if value.unsigned_abs() > max.unsigned_abs() {
+        return Err(input_error(format!(
+            "host cell {cell}: {key} = {value} is beyond {max}; expected a real size"
+        )));
+    }
+    Ok(value)
+}
+
 pub fn parse_host(v: &Value) -> Result<HostTopology, RequestError> {
     let cells = v
         .get("cells")
@@ -95,6 +111,7 @@ pub fn parse_host(v: &Value) -> Result<HostTopology, RequestError> {
             get("memory_mb").ok_or_else(|| input_error("bad host cell: KeyError: 'memory_mb'"))?,
             "memory_mb",
         )?;
+        let memory = within(memory, id, "memory_mb", MAX_CELL_MEMORY_MB)?;
         let siblings: Vec<Vec<u32>> = match get("siblings") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a
@@ -114,11 +131,15 @@ pub fn parse_host(v: &Value) -> Result<HostTopology, RequestError> {
                         }
                     }
                 };
+                let size_kb = within(f("size_kb", None)?, id, "mempages.size_kb", MAX_PAGE_POOL_KB)?;
+                // Counts of pages: each at most a pool of the largest size.
+                let max_pages = MAX_PAGE_POOL_KB / size_kb.max(1);
+                let key = |k: &str| format!("mempages[size_kb={size_kb}].{k}");
                 mempages.push(MemPages {
-                    size_kb: f("size_kb", None)?,
-                    total: f("total", None)?,
-                    used: f("used", Some(0))?,
-                    reserved: f("reserved", Some(0))?,
+                    size_kb,
+                    total: within(f("total", None)?, id, &key("total"), max_pages)?,
+                    used: within(f("used", Some(0))?, id, &key("used"), max_pages)?,
+                    reserved: within(f("reserved", Some(0))?, id, &key("reserved"), max_pages)?,
                 });
             }
         }
@@ -133,8 +154,13 @@ pub fn parse_host(v: &Value) -> Result<HostTopology, RequestError> {
             &int_list(get("cpus"), "cpus")?,
             &int_list(get("pcpus"), "pcpus")?,
             memory,
-            opt_int("cpu_usage")?,
-            opt_int("memory_usage_mb")?,
+            within(opt_int("cpu_usage")?, id, "cpu_usage", MAX_CELL_CPU_USAGE)?,
+            within(
+                opt_int("memory_usage_mb")?,
+                id,
+                "memory_usage_mb",
+                MAX_CELL_MEMORY_MB,
+            )?,
             &int_list(get("pinned_cpus"), "pinned_cpus")?,
             &siblings,
             mempages,
