@@ -67,13 +67,18 @@ fn fleet_sizes_that_would_overflow_are_refused_by_key() {
     // A cell of 2^62 MB was accepted (and placed on); a pool of 2^62 pages
     // overflowed the page arithmetic and changed the placements.
     let tmp = tempfile::tempdir().unwrap();
-    let fleet: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(data("replay/small-fleet.json")).unwrap(),
-    )
-    .unwrap();
+    let fleet: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("replay/small-fleet.json")).unwrap())
+            .unwrap();
     for (edit, expected) in [
-        ("memory_mb", "host cell 0: memory_mb = 4611686018427387904 is beyond"),
-        ("pages", "host cell 0: mempages[size_kb=2048].total = 4611686018427387904 is beyond"),
+        (
+            "memory_mb",
+            "host cell 0: memory_mb = 4611686018427387904 is beyond",
+        ),
+        (
+            "pages",
+            "host cell 0: mempages[size_kb=2048].total = 4611686018427387904 is beyond",
+        ),
     ] {
         let mut f = fleet.clone();
         let cell = &mut f["hosts"][0]["model"]["cells"][0];

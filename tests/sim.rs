@@ -1836,3 +1836,49 @@ fn a_full_stdout_ends_the_command_with_an_error_not_a_panic() {
     );
     assert!(!stderr(&r).contains("panicked"), "{}", stderr(&r));
 }
+
+#[test]
+fn output_paths_that_are_devices_are_refused_by_name() {
+    let r = "tests/data/replay";
+    for (args, expected) in [
+        (
+            vec!["run", "scenarios/quickstart.toml", "--out", "/dev/null"],
+            "/dev/null: not a directory; expected an output directory",
+        ),
+        (
+            vec![
+                "sweep",
+                "scenarios/quickstart-sweep-small.toml",
+                "--out",
+                "/dev/null",
+            ],
+            "/dev/null: not a directory; expected an output directory",
+        ),
+        (
+            vec![
+                "replay",
+                "--fleet",
+                &format!("{r}/small-fleet.json"),
+                "--trace",
+                &format!("{r}/small-trace.csv"),
+                "--flavors",
+                &format!("{r}/flavors.csv"),
+                "--out",
+                "/dev/null",
+            ],
+            "/dev/null: not a regular file",
+        ),
+    ]
+    .iter()
+    .map(|(a, e)| (a.iter().map(|s| s.to_string()).collect::<Vec<_>>(), *e))
+    {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = numasim(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

@@ -347,8 +347,8 @@ pub(super) fn explain(
 pub(super) fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> Result<i32> {
     use numasim::experiment::sweep;
     let (manifest, records) = sweep::merge_records(&dirs)?;
-    std::fs::create_dir_all(out.join("runs"))
-        .with_context(|| format!("{}: cannot create", out.display()))?;
+    numasim::report::output::output_dir(&out)?;
+    numasim::report::output::output_dir(&out.join("runs"))?;
     // The merged directory is a complete sweep directory of its own.
     for r in &records {
         write_atomically(

@@ -505,8 +505,9 @@ impl Sweep {
                 self.spec.name
             )));
         }
-        std::fs::create_dir_all(out.join("runs"))
-            .map_err(|e| SweepError::Input(format!("{}: cannot create: {e}", out.display())))?;
+        crate::report::output::output_dir(out)
+            .and_then(|()| crate::report::output::output_dir(&out.join("runs")))
+            .map_err(|e| SweepError::Input(e.to_string()))?;
         let manifest = Manifest {
             name: self.spec.name.clone(),
             digest: self.digest.clone(),

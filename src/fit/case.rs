@@ -131,7 +131,12 @@ pub fn parse_host(v: &Value) -> Result<HostTopology, RequestError> {
                         }
                     }
                 };
-                let size_kb = within(f("size_kb", None)?, id, "mempages.size_kb", MAX_PAGE_POOL_KB)?;
+                let size_kb = within(
+                    f("size_kb", None)?,
+                    id,
+                    "mempages.size_kb",
+                    MAX_PAGE_POOL_KB,
+                )?;
                 // Counts of pages: each at most a pool of the largest size.
                 let max_pages = MAX_PAGE_POOL_KB / size_kb.max(1);
                 let key = |k: &str| format!("mempages[size_kb={size_kb}].{k}");

@@ -16,6 +16,22 @@ pub enum OutputError {
     },
     #[error("{}: not a regular file; expected a file path to write to", path.display())]
     NotAFile { path: PathBuf },
+    #[error("{}: not a directory; expected an output directory", path.display())]
+    NotADirectory { path: PathBuf },
+}
+
+/// Makes the output directory `dir` (and its parents); a path that exists
+/// and is not a directory (a file, a device) is refused by name.
+pub fn output_dir(dir: &Path) -> Result<(), OutputError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(OutputError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|source| OutputError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// A file being written; it replaces its target only at [`AtomicFile::commit`].

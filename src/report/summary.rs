@@ -174,8 +174,7 @@ pub fn write_run(
 ) -> Result<(), RunError> {
     use super::output::write_atomically;
     let io = |e: super::output::OutputError| RunError::input(e);
-    std::fs::create_dir_all(out)
-        .map_err(|e| RunError::input(format!("cannot create: {e}")).in_file(out))?;
+    super::output::output_dir(out).map_err(io)?;
     // The set of files is complete only with the marker, written last; an
     // earlier run's files go first, so a kill leaves no mix of two runs.
     for name in std::iter::once(COMPLETE).chain(RUN_FILES) {
