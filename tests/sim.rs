@@ -638,10 +638,11 @@ fn bad_scenarios_name_file_key_and_line() {
 }
 
 #[test]
-fn a_broken_invariant_exits_3_not_2() {
-    // Today a negative `hw:numa_mem` passes Nova's checks and breaks the
-    // usage accounting: numasim's bug, so exit 3 (bad input is 2). When the
-    // input is refused up front, this test needs another trigger.
+fn a_negative_guest_cell_size_is_refused_as_input_not_an_internal_error() {
+    // A negative `hw:numa_mem` passes Nova's checks (the sizes still sum to
+    // the flavor's memory) and used to break the usage accounting, ending
+    // in exit 3; it is bad input: exit 2, flavor and key named. (Exit 3 for
+    // a broken invariant is unit-tested in the CLI.)
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("s.toml");
     std::fs::write(
@@ -674,8 +675,12 @@ memory_mode = "strict"
         "--out",
         tmp.path().join("out").to_str().unwrap(),
     ]);
-    assert_eq!(r.status.code(), Some(3), "{}", stderr(&r));
-    assert!(stderr(&r).contains("(a numasim bug)"), "{}", stderr(&r));
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("flavors.list `neg`: extra_specs: hw:numa_mem.0 = `-4096`"),
+        "{}",
+        stderr(&r)
+    );
     assert!(!tmp.path().join("out/summary.csv").exists());
 }
 

@@ -398,9 +398,14 @@ pub fn run() -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", error_text(&e));
-            if is_internal(&e) { 3 } else { 2 }
+            exit_code(&e)
         }
     }
+}
+
+/// 3 when an invariant of numasim's broke, 2 for bad input.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if is_internal(e) { 3 } else { 2 }
 }
 
 /// The error and its causes, each said once: a library error that already
@@ -534,4 +539,22 @@ pub(super) fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
     Ok(rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+    use numasim::experiment::run::RunError;
+
+    #[test]
+    fn internal_failures_exit_3_and_bad_input_2_through_any_context() {
+        let internal: Result<(), RunError> = Err(RunError::internal("usage accounting drifted"));
+        let e = internal.context("scenario x").unwrap_err();
+        assert_eq!(exit_code(&e), 3);
+        assert!(error_text(&e).contains("usage accounting drifted"));
+        let input: Result<(), RunError> = Err(RunError::input("rate = NaN"));
+        assert_eq!(exit_code(&input.context("scenario x").unwrap_err()), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("a plain message")), 2);
+    }
 }

@@ -599,7 +599,10 @@ impl Scenario {
             ));
         }
         for f in &self.flavors.list {
-            crate::workload::trace::check_flavor(&f.name, f.vcpus, f.memory_mb)
+            crate::workload::trace::parse_pairs(&f.extra_specs)
+                .and_then(|specs| {
+                    crate::workload::trace::check_flavor(&f.name, f.vcpus, f.memory_mb, &specs)
+                })
                 .map_err(|m| ScenarioError(format!("flavors.list `{}`: {m}", f.name)))?;
         }
         self.cost.calibration().map_err(ScenarioError)?;

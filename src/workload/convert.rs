@@ -450,7 +450,8 @@ fn readable(mut g: GuestRecord, ids: &mut std::collections::HashSet<String>) -> 
         ));
     }
     let memory_mb = i64::try_from(g.memory_mb).unwrap_or(i64::MAX);
-    if let Err(m) = crate::workload::trace::check_flavor("size", i64::from(g.vcpus), memory_mb) {
+    if let Err(m) = crate::workload::trace::check_flavor("size", i64::from(g.vcpus), memory_mb, &[])
+    {
         return why(m);
     }
     if !ids.insert(g.id.clone()) {

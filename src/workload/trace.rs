@@ -84,7 +84,12 @@ pub const MAX_FLAVOR_MEMORY_MB: i64 = 1 << 32;
 
 /// The one check of a flavor's name and size, for catalog files and a
 /// scenario's inline list alike.
-pub fn check_flavor(name: &str, vcpus: i64, memory_mb: i64) -> Result<(), String> {
+pub fn check_flavor(
+    name: &str,
+    vcpus: i64,
+    memory_mb: i64,
+    extra_specs: &[(String, String)],
+) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty flavor name".into());
     }
@@ -97,6 +102,19 @@ pub fn check_flavor(name: &str, vcpus: i64, memory_mb: i64) -> Result<(), String
         return Err(format!(
             "memory_mb `{memory_mb}` is not a positive integer up to {MAX_FLAVOR_MEMORY_MB}"
         ));
+    }
+    // Nova's checks let a negative guest cell size through when the sizes
+    // still sum to the flavor's memory; a simulator cannot claim it.
+    for (key, value) in extra_specs {
+        if key.starts_with("hw:numa_mem.")
+            && !value
+                .parse::<i64>()
+                .is_ok_and(|mb| (1..=memory_mb).contains(&mb))
+        {
+            return Err(format!(
+                "extra_specs: {key} = `{value}`: expected a guest NUMA cell's memory, a positive number of MB up to the flavor's {memory_mb}"
+            ));
+        }
     }
     Ok(())
 }
@@ -166,9 +184,9 @@ pub fn read_catalog(input: impl Read) -> Result<Catalog, CsvError> {
                 .map_err(|_| at(line, format!("{k} `{}` is not a positive integer", get(k))))
         };
         let (vcpus, memory_mb) = (integer("vcpus")?, integer("memory_mb")?);
-        check_flavor(name, vcpus, memory_mb).map_err(|m| at(line, m))?;
         let extra_specs =
             parse_pairs(get("extra_specs")).map_err(|m| at(line, format!("extra_specs: {m}")))?;
+        check_flavor(name, vcpus, memory_mb, &extra_specs).map_err(|m| at(line, m))?;
         flavors.push(Flavor {
             name: name.to_string(),
             vcpus,
