@@ -1887,3 +1887,72 @@ fn output_paths_that_are_devices_are_refused_by_name() {
         );
     }
 }
+
+#[test]
+fn closest_and_relaxed_modes_on_a_host_with_a_memoryless_cell_run_to_the_end() {
+    // Reported once as ending in "usage accounting drifted": guests whose
+    // cells the fit may put on a cell without memory (relaxed modes check
+    // memory per host), pages then landing elsewhere.
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host.json");
+    let caps = data("libvirt/caps_fake_4node.xml");
+    let r = numasim(&[
+        "libvirt",
+        "capture",
+        "--connect",
+        &format!("sim:{}", caps.display()),
+        "-o",
+        host.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&host).unwrap()).unwrap();
+    doc["cells"][0]["memory_mb"] = 0.into();
+    for pool in doc["cells"][0]["pages"].as_array_mut().unwrap() {
+        pool["total"] = 0.into();
+    }
+    std::fs::write(&host, doc.to_string()).unwrap();
+    let scenario = tmp.path().join("s.toml");
+    std::fs::write(
+        &scenario,
+        r#"name = "memoryless"
+seeds = [1, 2]
+[[fleet]]
+count = 1
+file = "host.json"
+[flavors]
+list = [{ name = "n1", vcpus = 2, memory_mb = 2048, extra_specs = "hw:numa_nodes=1" }, { name = "n2", vcpus = 2, memory_mb = 2048, extra_specs = "hw:numa_nodes=2" }, { name = "hp", vcpus = 2, memory_mb = 2048, extra_specs = "hw:numa_nodes=1;hw:mem_page_size=2048" }, { name = "d", vcpus = 2, memory_mb = 2048, extra_specs = "hw:cpu_policy=dedicated" }]
+[workload.synthetic]
+guests = 400
+offered_load = 1.5
+lifetime = { distribution = "exponential", mean_s = 3600 }
+mix = { n1 = 1, n2 = 1, hp = 1, d = 1 }
+[[policies]]
+placement = "closest"
+memory_mode = "preferred"
+[[policies]]
+placement = "closest"
+memory_mode = "interleave"
+[[policies]]
+placement = "nova"
+memory_mode = "interleave"
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let r = numasim(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let mut rows = csv::Reader::from_path(out.join("summary.csv")).unwrap();
+    let mut runs = 0;
+    for rec in rows.deserialize::<std::collections::HashMap<String, String>>() {
+        let rec = rec.unwrap();
+        assert!(rec["placed"].parse::<u64>().unwrap() > 50, "{rec:?}");
+        runs += 1;
+    }
+    assert_eq!(runs, 6);
+}
