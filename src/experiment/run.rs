@@ -165,6 +165,28 @@ pub fn prepare_scenario(
     ov: &Overrides,
 ) -> Result<Prepared, RunError> {
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if let Some(needs) = &scenario.needs {
+        // Files an override replaces are not read.
+        let replaced: Vec<std::path::PathBuf> = [
+            ov.trace.as_ref().and(scenario.workload.trace.as_ref()),
+            ov.flavors.as_ref().and(scenario.flavors.file.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|f| base.join(f))
+        .collect();
+        if let Some(missing) = scenario
+            .input_files(&base)
+            .into_iter()
+            .find(|f| !replaced.contains(f) && !f.exists())
+        {
+            return Err(RunError::input(format!(
+                "{} is missing: this scenario needs data that is not shipped ({needs})",
+                missing.display()
+            ))
+            .in_file(path));
+        }
+    }
     if let Some(seed) = ov.seed {
         scenario.seeds = vec![seed];
     }

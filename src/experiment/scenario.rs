@@ -18,6 +18,10 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Data the scenario reads that is not shipped, and how to make it
+    /// (commands): said when one of its input files is missing.
+    #[serde(default)]
+    pub needs: Option<String>,
     /// One replication per seed.
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
@@ -38,6 +42,29 @@ pub struct Scenario {
 
 fn default_seeds() -> Vec<u64> {
     vec![1]
+}
+
+impl Scenario {
+    /// Every file a run of the scenario reads (host captures, node lists,
+    /// flavors, traces), relative paths taken from `base`, sorted.
+    pub fn input_files(&self, base: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut inputs: Vec<std::path::PathBuf> = self
+            .fleet
+            .iter()
+            .filter_map(|f| {
+                f.file
+                    .clone()
+                    .or_else(|| f.nodes.as_ref().map(|n| n.file.clone()))
+            })
+            .chain(self.flavors.file.clone())
+            .chain(self.workload.trace.clone())
+            .chain(self.workload.twin.as_ref().map(|t| t.trace.clone()))
+            .map(|f| base.join(f))
+            .collect();
+        inputs.sort();
+        inputs.dedup();
+        inputs
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -373,21 +373,7 @@ impl Sweep {
             // traces): its content goes into the run's digest, so a changed
             // file invalidates the records made from it.
             let base_dir = scenario_path.parent().unwrap_or(Path::new("."));
-            let mut inputs: Vec<PathBuf> = scenario
-                .fleet
-                .iter()
-                .filter_map(|f| {
-                    f.file
-                        .clone()
-                        .or_else(|| f.nodes.as_ref().map(|n| n.file.clone()))
-                })
-                .chain(scenario.flavors.file.clone())
-                .chain(scenario.workload.trace.clone())
-                .chain(scenario.workload.twin.as_ref().map(|t| t.trace.clone()))
-                .map(|f| base_dir.join(f))
-                .collect();
-            inputs.sort();
-            inputs.dedup();
+            let inputs = scenario.input_files(base_dir);
             let mut inputs_digest = crate::stable_hash::StableHasher::new();
             for path in &inputs {
                 let d = match file_digests.get(path) {
