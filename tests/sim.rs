@@ -1956,3 +1956,64 @@ memory_mode = "interleave"
     }
     assert_eq!(runs, 6);
 }
+
+#[test]
+fn scenario_init_writes_a_scenario_that_checks_and_runs_and_check_warns_of_flavors_that_never_fit()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("new.toml");
+    let r = numasim(&["scenario", "init", "-o", path.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let r = numasim(&["scenario", "init", "-o", path.to_str().unwrap()]);
+    assert_eq!(
+        r.status.code(),
+        Some(2),
+        "an existing file is not overwritten"
+    );
+    let r = numasim(&["scenario", "check", path.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        stdout(&r).contains("valid: 16 hosts, 3 flavors, 2 policies x 3 seeds\n"),
+        "{}",
+        stdout(&r)
+    );
+    assert!(!stdout(&r).contains("warning"), "{}", stdout(&r));
+    let out = tmp.path().join("out");
+    let r = numasim(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(out.join("summary.csv").exists());
+
+    // A flavor larger than any cell, asked for in one cell: never placed.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "  { name = \"pinned\"",
+        "  { name = \"huge\", vcpus = 2, memory_mb = 150000, extra_specs = \"hw:numa_nodes=1\" },\n  { name = \"pinned\"",
+    );
+    let text = text.replace("pinned = 1 }", "pinned = 1, huge = 1 }");
+    std::fs::write(&path, text).unwrap();
+    let r = numasim(&["scenario", "check", path.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let expected = "warning: flavor `huge` fits no host of the fleet under spread-strict: every one of its guests will be refused: no cell with 150000 MB free memory";
+    assert!(stdout(&r).contains(expected), "{}", stdout(&r));
+    let r = numasim(&[
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stderr(&r).contains(expected), "{}", stderr(&r));
+
+    // Bad input: the key, exit 2; a sweep is pointed to its scenario.
+    std::fs::write(&path, "name = \"x\"\nseeds = [1]\ncolor = 1\n").unwrap();
+    let r = numasim(&["scenario", "check", path.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(stderr(&r).contains("color"), "{}", stderr(&r));
+    let r = numasim(&["scenario", "check", "scenarios/quickstart-sweep-small.toml"]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(stderr(&r).contains("a sweep"), "{}", stderr(&r));
+}

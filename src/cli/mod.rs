@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: TopologyCmd,
     },
+    /// Write a scenario to start from, or check one without running it.
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCmd,
+    },
     /// Run a scenario: every policy and seed, summary and time series written
     /// to the output directory, a comparison printed.
     Run(RunArgs),
@@ -231,6 +236,22 @@ enum TraceCmd {
         /// azure-packing-2020: memory (GB) of that machine.
         #[arg(long, default_value_t = 384.0)]
         machine_memory_gb: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScenarioCmd {
+    /// Read and validate a scenario and everything it names (fleet, flavors,
+    /// trace) without running it; print the warnings `run` would print
+    /// (flavors no host of the fleet takes, with why).
+    Check {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+    },
+    /// Print a commented scenario that runs as it is (or write it to FILE).
+    Init {
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -444,6 +465,10 @@ fn is_internal(e: &anyhow::Error) -> bool {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Topology { command } => topology(command),
+        Command::Scenario { command } => match command {
+            ScenarioCmd::Check { scenario } => scenario::scenario_check(scenario),
+            ScenarioCmd::Init { output } => scenario::scenario_init(output),
+        },
         Command::Fit { file, mode } => fit(file, mode),
         Command::Replay(args) => replay(args),
         Command::Run(args) => run_scenario(args),

@@ -30,16 +30,8 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
             prepared.scenario.seeds[0]
         );
     }
-    if !prepared.ignored_flavor_settings.is_empty() {
-        let list: Vec<String> = prepared
-            .ignored_flavor_settings
-            .iter()
-            .map(|(key, names)| format!("{key} ({})", names.join(", ")))
-            .collect();
-        eprintln!(
-            "warning: the --flavors catalog lacks flavors that scenario settings name; ignored: {} (--strict-overrides makes this an error)",
-            list.join("; ")
-        );
+    for w in warnings(&prepared)? {
+        eprintln!("warning: {w}");
     }
     prepared.explain_rejections = true;
     let jobs = (prepared.scenario.policies.len() * prepared.scenario.seeds.len()) as u64;
@@ -416,5 +408,76 @@ pub(super) fn check(
         baseline.display(),
         rows.len()
     );
+    Ok(0)
+}
+
+/// What a planner should know before a run: scenario settings the
+/// `--flavors` catalog made moot, flavors no host of the fleet takes.
+fn warnings(prepared: &numasim::experiment::run::Prepared) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    if !prepared.ignored_flavor_settings.is_empty() {
+        let list: Vec<String> = prepared
+            .ignored_flavor_settings
+            .iter()
+            .map(|(key, names)| format!("{key} ({})", names.join(", ")))
+            .collect();
+        out.push(format!(
+            "the --flavors catalog lacks flavors that scenario settings name; ignored: {} (--strict-overrides makes this an error)",
+            list.join("; ")
+        ));
+    }
+    out.extend(numasim::report::words::unplaceable(
+        &prepared.unplaceable_flavors()?,
+        &prepared.catalog,
+    ));
+    Ok(out)
+}
+
+/// `numasim scenario check`: everything `run` would read and refuse,
+/// without running; the warnings `run` would print.
+pub(super) fn scenario_check(path: PathBuf) -> Result<i32> {
+    if numasim::input::read_text(&path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.contains_key("scenario"))
+    {
+        anyhow::bail!(
+            "{}: a sweep (it names a `scenario`): check that scenario, or run `numasim sweep`",
+            path.display()
+        );
+    }
+    let prepared = numasim::experiment::run::prepare(&path, &Default::default())?;
+    let warnings = warnings(&prepared)?;
+    for w in &warnings {
+        outln!("warning: {w}");
+    }
+    outln!(
+        "{}: valid: {} hosts, {} flavors, {} policies x {} seeds{}",
+        path.display(),
+        prepared.hosts.len(),
+        prepared.catalog.flavors.len(),
+        prepared.scenario.policies.len(),
+        prepared.scenario.seeds.len(),
+        match warnings.len() {
+            0 => String::new(),
+            n => format!(", {n} warning{}", if n == 1 { "" } else { "s" }),
+        }
+    );
+    Ok(0)
+}
+
+/// `numasim scenario init`: a commented scenario that runs as it is.
+pub(super) fn scenario_init(output: Option<PathBuf>) -> Result<i32> {
+    const TEMPLATE: &str = include_str!("scenario-template.toml");
+    match output {
+        None => out!("{TEMPLATE}"),
+        Some(path) => {
+            if path.exists() {
+                anyhow::bail!("{}: exists; choose another file", path.display());
+            }
+            numasim::report::output::write_atomically(&path, TEMPLATE.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
     Ok(0)
 }

@@ -104,6 +104,19 @@ impl Locate for RunError {
     }
 }
 
+/// A flavor no host model of the fleet takes under a policy
+/// (`Prepared::unplaceable_flavors`).
+#[derive(Debug, Clone)]
+pub struct Unplaceable {
+    /// Catalog index.
+    pub flavor: usize,
+    pub policy: String,
+    /// Host models asked (one host of each).
+    pub host_models: usize,
+    /// Their refusals, grouped.
+    pub reasons: Vec<(crate::sim::Refusal, usize)>,
+}
+
 /// One (policy, seed) run's results.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -529,6 +542,69 @@ impl Prepared {
 
     /// A fresh simulation of one (policy, seed).
     fn simulation(&self, policy: usize, seed: u64) -> Result<Simulation, RunError> {
+        self.simulation_on(self.hosts.clone(), policy, seed)
+    }
+
+    /// Flavors the workload can draw that no host of the fleet takes, even
+    /// as it is at the start, under some policy: a flavor that would only
+    /// ever be refused. Each host model is asked once, by the run's one
+    /// host check (`Simulation::explain`).
+    pub fn unplaceable_flavors(&self) -> Result<Vec<Unplaceable>, RunError> {
+        let mut models: Vec<*const crate::sim::fleet::HostModel> = Vec::new();
+        let hosts: Vec<SimHost> = self
+            .hosts
+            .iter()
+            .filter(|h| {
+                let model = Arc::as_ptr(&h.model);
+                let new = !models.contains(&model);
+                if new {
+                    models.push(model);
+                }
+                new
+            })
+            .cloned()
+            .collect();
+        let drawn: Vec<usize> = if self.trace.is_none() {
+            let mut mix: Vec<usize> = self.synthetic_mix().into_iter().map(|(_, f)| f).collect();
+            mix.sort_unstable();
+            mix.dedup();
+            mix
+        } else {
+            (0..self.catalog.flavors.len()).collect()
+        };
+        let mut out = Vec::new();
+        for (p, spec) in self.scenario.policies.iter().enumerate() {
+            let mut sim = self.simulation_on(hosts.clone(), p, self.scenario.seeds[0])?;
+            for &f in &drawn {
+                let row = crate::workload::trace::TraceRow {
+                    row: 0,
+                    line: 0,
+                    id: self.catalog.flavors[f].name.clone(),
+                    arrival_s: 0.0,
+                    departure_s: None,
+                    flavor: f,
+                    image_props: Vec::new(),
+                };
+                let x = sim.explain(&row);
+                if x.passing().next().is_none() {
+                    out.push(Unplaceable {
+                        flavor: f,
+                        policy: spec.name(),
+                        host_models: x.verdicts.len(),
+                        reasons: x.refusals(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn simulation_on(
+        &self,
+        hosts: Vec<SimHost>,
+        policy: usize,
+        seed: u64,
+    ) -> Result<Simulation, RunError> {
         let spec = &self.scenario.policies[policy];
         let first = &self.scenario.fleet[0].config;
         let config = SimConfig {
@@ -549,11 +625,7 @@ impl Prepared {
             migrate_mb_per_s: spec.rebalancing.migrate_mb_per_s,
             seed,
         };
-        Ok(Simulation::new(
-            self.hosts.clone(),
-            self.catalog.clone(),
-            config,
-        ))
+        Ok(Simulation::new(hosts, self.catalog.clone(), config))
     }
 
     /// Runs (policy, seed) up to the arrival of guest `id`, then explains

@@ -110,3 +110,37 @@ pub fn binding(policy: &str, binding: &Binding, model: &HostModel) -> Option<Str
         }
     })
 }
+
+/// Warnings for flavors no host of the fleet takes: one line per flavor
+/// and reason, naming every policy under which it happens.
+pub fn unplaceable(
+    list: &[crate::experiment::run::Unplaceable],
+    catalog: &crate::workload::model::Catalog,
+) -> Vec<String> {
+    let mut lines: Vec<(usize, String, Vec<&str>)> = Vec::new();
+    for u in list {
+        let why = refusals(&u.reasons);
+        let why = format!(
+            "{why} (one empty-handed host of each of the fleet's {} model{} asked)",
+            u.host_models,
+            if u.host_models == 1 { "" } else { "s" }
+        );
+        match lines
+            .iter_mut()
+            .find(|(f, w, _)| *f == u.flavor && *w == why)
+        {
+            Some((_, _, policies)) => policies.push(&u.policy),
+            None => lines.push((u.flavor, why, vec![&u.policy])),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|(f, why, policies)| {
+            format!(
+                "flavor `{}` fits no host of the fleet under {}: every one of its guests will be refused: {why}",
+                catalog.flavors[f].name,
+                policies.join(", ")
+            )
+        })
+        .collect()
+}
