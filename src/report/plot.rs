@@ -59,6 +59,44 @@ const PALETTE: [(u8, u8, u8); 10] = [
     (23, 190, 207),
 ];
 
+/// Dash patterns (dash, gap in pixels; 0: solid), one per series in turn.
+const DASHES: [(u32, u32); 4] = [(0, 0), (10, 5), (3, 4), (16, 4)];
+/// Marker shapes: circle, triangle, square, cross.
+const MARKERS: usize = 4;
+
+fn marker_at<DB: DrawingBackend>(
+    kind: usize,
+    color: RGBColor,
+) -> DynElement<'static, DB, (i32, i32)> {
+    let style = color.filled();
+    match kind {
+        0 => Circle::new((0, 0), 4, style).into_dyn(),
+        1 => TriangleMarker::new((0, 0), 5, style).into_dyn(),
+        2 => Rectangle::new([(-4, -4), (4, 4)], style).into_dyn(),
+        _ => Cross::new((0, 0), 4, color.stroke_width(2)).into_dyn(),
+    }
+}
+
+/// Legend labels; a series whose points equal an earlier one's (drawn
+/// exactly over it) says so, or the reader would think it missing.
+fn labels_with_coincidences(series: &[Series]) -> Vec<String> {
+    let same = |a: &Series, b: &Series| {
+        a.points.len() == b.points.len()
+            && a.points.iter().zip(&b.points).all(|(p, q)| {
+                (p.0 - q.0).abs() <= 1e-9 * p.0.abs().max(1.0)
+                    && (p.1 - q.1).abs() <= 1e-9 * p.1.abs().max(1.0)
+            })
+    };
+    series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match series[..i].iter().find(|o| same(o, s)) {
+            Some(o) if !s.points.is_empty() => format!("{} (same as {})", s.label, o.label),
+            _ => s.label.clone(),
+        })
+        .collect()
+}
+
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -151,9 +189,14 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &Chart) -> Result<(
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(e)?;
+    let labels = labels_with_coincidences(&c.series);
     for (i, s) in c.series.iter().enumerate() {
         let (r, g, b) = PALETTE[i % PALETTE.len()];
         let color = RGBColor(r, g, b);
+        // Colour, dash pattern and marker all differ, so a series drawn
+        // over another still shows (and prints in grey).
+        let (dash, gap) = DASHES[i % DASHES.len()];
+        let marker = i % MARKERS;
         if s.band.len() >= 2 {
             let mut outline: Vec<(f64, f64)> = s.band.iter().map(|b| (b.0, b.1)).collect();
             outline.extend(s.band.iter().rev().map(|b| (b.0, b.2)));
@@ -161,19 +204,32 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, c: &Chart) -> Result<(
                 .draw_series(std::iter::once(Polygon::new(outline, color.mix(0.18))))
                 .map_err(e)?;
         }
-        chart
-            .draw_series(LineSeries::new(
+        let style = color.stroke_width(2);
+        let drawn = if dash == 0 {
+            chart.draw_series(LineSeries::new(s.points.iter().copied(), style))
+        } else {
+            chart.draw_series(DashedLineSeries::new(
                 s.points.iter().copied(),
-                color.stroke_width(2),
+                dash,
+                gap,
+                style,
             ))
+        };
+        drawn
             .map_err(e)?
-            .label(s.label.as_str())
+            .label(labels[i].as_str())
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3))
+                EmptyElement::at((x + 11, y))
+                    + PathElement::new(vec![(-11, 0), (11, 0)], color.stroke_width(3))
+                    + marker_at(marker, color)
             });
-        if s.points.len() <= 25 {
+        // At most about 25 markers per series, evenly spaced.
+        let every = s.points.len().div_ceil(25).max(1);
+        for &p in s.points.iter().step_by(every) {
             chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .draw_series(std::iter::once(
+                    EmptyElement::at(p) + marker_at(marker, color),
+                ))
                 .map_err(e)?;
         }
     }
@@ -226,5 +282,40 @@ mod tests {
         }
         // Nothing left over from the atomic writes.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn coinciding_series_say_so_in_the_legend() {
+        let line = |label: &str, k: f64| Series {
+            label: label.into(),
+            points: vec![(0.5, 1.0 * k), (1.0, 3.0 * k)],
+            band: Vec::new(),
+        };
+        let series = vec![
+            line("interleave", 1.0),
+            line("preferred", 1.0),
+            line("strict", 2.0),
+        ];
+        assert_eq!(
+            labels_with_coincidences(&series),
+            ["interleave", "preferred (same as interleave)", "strict"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let chart = Chart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series,
+            y_from_zero: true,
+            legend: Legend::UpperLeft,
+        };
+        let paths = write_chart(&chart, &dir.path().join("c")).unwrap();
+        let svg = std::fs::read_to_string(&paths[1]).unwrap();
+        assert!(svg.contains("preferred (same as interleave)"));
+        // Dashed lines for the second and third series.
+        assert!(
+            svg.matches("<polyline").count() + svg.matches("<line").count() >= 3,
+            "{svg}"
+        );
     }
 }

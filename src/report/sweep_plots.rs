@@ -90,30 +90,21 @@ pub fn draw_all(
         let x_label = plot
             .x_label
             .clone()
-            .unwrap_or_else(|| manifest.params[xi].clone());
-        for (metric_name, scale, y_label, file, what) in [
-            (
-                "rejection_rate",
-                100.0,
-                "guests rejected or OOM-killed (%)",
-                "rejection_vs_load",
-                "rejection rate",
-            ),
-            (
-                "remote_access_fraction",
-                100.0,
-                "memory accesses to remote nodes (%)",
-                "remote_vs_load",
-                "remote-access fraction",
-            ),
-            (
-                "mean_latency_factor",
-                1.0,
-                "mean memory latency factor (× local)",
-                "latency_vs_load",
-                "latency factor",
-            ),
+            .unwrap_or_else(|| short(&manifest.params[xi]).replace('_', " "));
+        for (metric_name, scale, file) in [
+            ("rejection_rate", 100.0, "rejection_vs_load"),
+            ("remote_access_fraction", 100.0, "remote_vs_load"),
+            ("mean_latency_factor", 1.0, "latency_vs_load"),
         ] {
+            // Labels from the metric registry: its name in words and unit.
+            let m = crate::report::metrics::find(metric_name).expect("a registry metric");
+            let what = m.name.replace('_', " ");
+            let unit = if scale == 100.0 {
+                m.unit.replace("fraction of ", "% of ")
+            } else {
+                m.unit.to_string()
+            };
+            let y_label = format!("{what} ({unit})");
             let series = groups
                 .iter()
                 .map(|g| {
@@ -137,10 +128,10 @@ pub fn draw_all(
             let chart = Chart {
                 title: format!(
                     "{name}: {what} vs {} (mean, 95% CI)",
-                    short(&manifest.params[xi])
+                    short(&manifest.params[xi]).replace('_', " ")
                 ),
                 x_label: x_label.clone(),
-                y_label: y_label.into(),
+                y_label,
                 series,
                 y_from_zero: scale > 1.0,
                 legend: Legend::UpperLeft,
