@@ -112,7 +112,8 @@ fn sweep_is_thread_independent_and_shards_merge_into_the_same_bytes() {
     // The interleave policies are named by the grid, not by the scenario's list.
     assert!(agg.contains(",1000,interleave,pack,1.1,pack-interleave,rejection_rate,3,"));
     let svg = std::fs::read_to_string(one.join("rejection_vs_load.svg")).unwrap();
-    assert!(svg.contains("quickstart-sweep-small: rejection rate vs offered_load"));
+    assert!(svg.contains("quickstart-sweep-small: rejection rate vs offered load"));
+    assert!(svg.contains("rejection rate (% of guests)"));
     assert!(svg.contains("offered load (mean memory demand / fleet memory)"));
 }
 
