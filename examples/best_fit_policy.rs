@@ -83,7 +83,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let results = prepared.run_all(&|| {})?;
     print!("{}", numasim::report::summary::comparison_table(&results));
     let out = std::path::Path::new("target/best-fit-example");
-    numasim::report::summary::write_run(out, &prepared, &results)?;
+    let from = numasim::report::html::Provenance {
+        scenario_text: "scenarios/quickstart.toml with best-fit policies added",
+        command_line: "cargo run --release --example best_fit_policy",
+    };
+    numasim::report::summary::write_run(out, &prepared, &results, Some(&from))?;
     println!("results in {}", out.display());
     Ok(())
 }

@@ -2017,3 +2017,69 @@ fn scenario_init_writes_a_scenario_that_checks_and_runs_and_check_warns_of_flavo
     assert_eq!(r.status.code(), Some(2));
     assert!(stderr(&r).contains("a sweep"), "{}", stderr(&r));
 }
+
+#[test]
+fn run_writes_a_self_contained_report_with_verdict_table_charts_and_glossary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    let mut reports = Vec::new();
+    for threads in ["1", "2"] {
+        let r = numasim(&[
+            "run",
+            "scenarios/quickstart.toml",
+            "--out",
+            one.to_str().unwrap(),
+            "--threads",
+            threads,
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        assert!(
+            stdout(&r).contains("verdict (best per metric): rejected: "),
+            "{}",
+            stdout(&r)
+        );
+        reports.push(std::fs::read_to_string(one.join("report.html")).unwrap());
+    }
+    // Same inputs, same bytes, whatever the thread count.
+    assert_eq!(reports[0], reports[1]);
+    let html = &reports[0];
+    let doc = roxmltree::Document::parse_with_options(
+        html.trim_start_matches("<!DOCTYPE html>"),
+        roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let texts: String = doc.descendants().filter_map(|n| n.text()).collect();
+    for needle in [
+        "Verdict",
+        "lowest rejection rate: ",
+        "Policies side by side",
+        "Glossary",
+        "rejected / guests",
+        "spread-interleave",
+        "32 two-socket hosts, 4000 guests",
+        "[cost]",
+    ] {
+        assert!(texts.contains(needle), "{needle} missing");
+    }
+    assert!(doc.descendants().filter(|n| n.has_tag_name("svg")).count() >= 5);
+    // Self-contained: nothing fetched.
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    assert!(!html.contains("<script src") && !html.contains("<link"));
+    let marker = std::fs::read_to_string(one.join("numasim-run.complete")).unwrap();
+    assert!(marker.lines().any(|l| l == "report.html"));
+    // --no-report: none, and no earlier one left beside the new results.
+    let r = numasim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--seed",
+        "1",
+        "--no-report",
+        "--out",
+        one.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(!one.join("report.html").exists());
+}

@@ -329,6 +329,9 @@ struct RunArgs {
     /// Skip (and count) bad trace rows instead of failing.
     #[arg(long)]
     skip_bad_rows: bool,
+    /// Do not write report.html.
+    #[arg(long)]
+    no_report: bool,
     /// Price latency with a shipped platform table (`xeon-scalable-2s`,
     /// `nehalem-ep-2s`, `xeon-e7-4s`) or `slit` (SLIT/10), instead of the
     /// scenario's `[cost]`.

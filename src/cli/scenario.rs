@@ -45,7 +45,27 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
     bar.finish_and_clear();
     let name = &prepared.scenario.name;
     let out = a.out.unwrap_or_else(|| PathBuf::from("results").join(name));
-    numasim::report::summary::write_run(&out, &prepared, &results)?;
+    let scenario_text = numasim::input::read_text(&a.scenario)?;
+    // The command as given, less what cannot change the results.
+    let mut command = vec!["numasim".to_string()];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--threads" {
+            args.next();
+        } else if !arg.starts_with("--threads=") {
+            command.push(arg);
+        }
+    }
+    let from = numasim::report::html::Provenance {
+        scenario_text: &scenario_text,
+        command_line: &command.join(" "),
+    };
+    numasim::report::summary::write_run(
+        &out,
+        &prepared,
+        &results,
+        (!a.no_report).then_some(&from),
+    )?;
     let cal = prepared
         .scenario
         .cost
@@ -59,6 +79,11 @@ pub(super) fn run_scenario(a: RunArgs) -> Result<i32> {
         start.elapsed().as_secs_f64()
     );
     out!("{}", numasim::report::summary::comparison_table(&results));
+    if let Some(v) =
+        numasim::report::words::verdict_line(&numasim::report::verdict::standings(&results))
+    {
+        outln!("{v}");
+    }
     outln!(
         "latency factor: {}; results in {}",
         if cal.is_default() {

@@ -103,7 +103,17 @@ pub fn bench(
                 let start = Instant::now();
                 let r = prepared.run_one(p, seed)?;
                 let out = tempfile::tempdir().map_err(RunError::input)?;
-                crate::report::summary::write_run(out.path(), &prepared, std::slice::from_ref(&r))?;
+                // What `numasim run` writes, its report included.
+                let from = crate::report::html::Provenance {
+                    scenario_text: "",
+                    command_line: "numasim bench",
+                };
+                crate::report::summary::write_run(
+                    out.path(),
+                    &prepared,
+                    std::slice::from_ref(&r),
+                    Some(&from),
+                )?;
                 let command_s = start.elapsed().as_secs_f64();
                 drop(r);
                 prepared.explain_rejections = false;

@@ -3,6 +3,7 @@
 //! and the replay writer.
 
 pub mod check;
+pub mod html;
 pub mod metrics;
 pub mod output;
 pub mod plot;
@@ -11,4 +12,5 @@ pub mod stats;
 pub mod summary;
 pub mod sweep_plots;
 pub mod trace_stats;
+pub mod verdict;
 pub mod words;

@@ -127,22 +127,26 @@ pub fn write_chart(chart: &Chart, base: &Path) -> Result<Vec<PathBuf>, PlotError
         path: png.clone(),
         source,
     })?;
+    let text = chart_svg(chart).map_err(|message| PlotError::Draw {
+        path: svg.clone(),
+        message,
+    })?;
+    super::output::write_atomically(&svg, text.as_bytes()).map_err(|e| PlotError::Draw {
+        path: svg.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(vec![png, svg])
+}
+
+/// The chart as an SVG document (for files and for inlining in HTML).
+pub fn chart_svg(chart: &Chart) -> Result<String, String> {
+    register_font();
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
-        draw(root, chart).map_err(|message| PlotError::Draw {
-            path: svg.clone(),
-            message,
-        })?;
+        draw(root, chart)?;
     }
-    let svg_tmp = base.with_extension("tmp.svg");
-    std::fs::write(&svg_tmp, text)
-        .and_then(|_| std::fs::rename(&svg_tmp, &svg))
-        .map_err(|source| PlotError::Io {
-            path: svg.clone(),
-            source,
-        })?;
-    Ok(vec![png, svg])
+    Ok(text)
 }
 
 fn range(values: impl Iterator<Item = f64>, from_zero: bool) -> (f64, f64) {

@@ -132,30 +132,20 @@ pub fn rejections_by_flavor_csv(results: &[RunResult]) -> String {
 /// Policies side by side: means over seeds of the registry's table
 /// columns, then a legend of the short column names.
 pub fn comparison_table(results: &[RunResult]) -> String {
-    let mut policies: Vec<&str> = Vec::new();
-    for r in results {
-        if !policies.contains(&r.policy.as_str()) {
-            policies.push(&r.policy);
-        }
-    }
+    let policies = super::verdict::by_policy(results);
     let shown: Vec<&Metric> = METRICS.iter().filter(|m| m.shown != Shown::No).collect();
     let width = |m: &Metric| m.short.len().max(8);
-    let name_width = policies.iter().map(|p| p.len()).max().unwrap_or(0).max(30);
+    let name_width = policies.iter().map(|p| p.0.len()).max().unwrap_or(0).max(30);
     let mut out = format!("{:<name_width$} {:>5}", "policy", "seeds");
     for m in &shown {
         let _ = write!(out, " {:>w$}", m.short, w = width(m));
     }
     out.push('\n');
-    for p in policies {
-        let rs: Vec<&RunResult> = results.iter().filter(|r| r.policy == p).collect();
+    for (p, rs) in policies {
         let _ = write!(out, "{:<name_width$} {:>5}", p, rs.len());
         for m in &shown {
             let mean = rs.iter().map(|r| (m.value)(&r.metrics)).sum::<f64>() / rs.len() as f64;
-            let cell = match m.shown {
-                Shown::Percent(d) => format!("{:.d$}%", 100.0 * mean),
-                Shown::Fixed(d) => format!("{mean:.d$}"),
-                Shown::No => String::new(),
-            };
+            let cell = super::words::metric_value(m, mean);
             let _ = write!(out, " {:>w$}", cell, w = width(m));
         }
         out.push('\n');
@@ -171,6 +161,7 @@ pub fn write_run(
     out: &std::path::Path,
     prepared: &Prepared,
     results: &[RunResult],
+    report: Option<&super::html::Provenance>,
 ) -> Result<(), RunError> {
     use super::output::write_atomically;
     let io = |e: super::output::OutputError| RunError::input(e);
@@ -223,21 +214,30 @@ pub fn write_run(
         stranded_by_host_csv(results, prepared).as_bytes(),
     )
     .map_err(io)?;
+    let mut written: Vec<&str> = RUN_FILES[..RUN_FILES.len() - 1].to_vec();
+    if let Some(from) = report {
+        let html = super::html::run_report(prepared, results, from)
+            .map_err(|e| RunError::internal(format!("report.html: {e}")))?;
+        write_atomically(&out.join("report.html"), html.as_bytes()).map_err(io)?;
+        written.push("report.html");
+    }
     write_atomically(
         &out.join(COMPLETE),
-        format!("{}\n", RUN_FILES.join("\n")).as_bytes(),
+        format!("{}\n", written.join("\n")).as_bytes(),
     )
     .map_err(io)?;
     Ok(())
 }
 
-/// What `numasim run` writes, and the marker written after them.
-pub const RUN_FILES: [&str; 5] = [
+/// What `numasim run` writes (the report last, unless `--no-report`), and
+/// the marker written after them, listing them.
+pub const RUN_FILES: [&str; 6] = [
     "summary.csv",
     "timeseries.csv",
     "rejections.csv",
     "rejections_by_flavor.csv",
     "stranded_by_host.csv",
+    "report.html",
 ];
 pub const COMPLETE: &str = "numasim-run.complete";
 

@@ -144,3 +144,67 @@ pub fn unplaceable(
         })
         .collect()
 }
+
+/// A metric's value as the terminal table shows it.
+pub fn metric_value(m: &crate::report::metrics::Metric, v: f64) -> String {
+    use crate::report::metrics::Shown;
+    match m.shown {
+        Shown::Percent(d) => format!("{:.d$}%", 100.0 * v),
+        Shown::Fixed(d) => format!("{v:.d$}"),
+        Shown::No => format!("{v}"),
+    }
+}
+
+/// One standing in a sentence: "lowest rejection rate: spread-preferred
+/// at 0.00% (95% CI 0.00%-0.00%), against 1.54% for spread-strict".
+pub fn standing(s: &crate::report::verdict::Standing) -> String {
+    use crate::report::metrics::Worse;
+    let m = s.metric;
+    let most = if m.worse == Worse::Up {
+        "lowest"
+    } else {
+        "highest"
+    };
+    let ci = s
+        .best_interval
+        .map(|(lo, hi)| {
+            format!(
+                " (95% CI {} to {})",
+                metric_value(m, lo),
+                metric_value(m, hi)
+            )
+        })
+        .unwrap_or_default();
+    let tied = if s.tied.is_empty() {
+        String::new()
+    } else {
+        format!(", tied with {}", s.tied.join(", "))
+    };
+    format!(
+        "{most} {}: {} at {}{ci}{tied}, against {} for {}",
+        m.name.replace('_', " "),
+        s.best,
+        metric_value(m, s.best_mean),
+        metric_value(m, s.worst_mean),
+        s.worst
+    )
+}
+
+/// The terminal's one-line verdict: the first standings, briefly.
+pub fn verdict_line(standings: &[crate::report::verdict::Standing]) -> Option<String> {
+    let parts: Vec<String> = standings
+        .iter()
+        .take(4)
+        .map(|s| {
+            format!(
+                "{}: {} {} (worst {} {})",
+                s.metric.short,
+                s.best,
+                metric_value(s.metric, s.best_mean),
+                s.worst,
+                metric_value(s.metric, s.worst_mean)
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| format!("verdict (best per metric): {}", parts.join("; ")))
+}
