@@ -2083,3 +2083,26 @@ fn run_writes_a_self_contained_report_with_verdict_table_charts_and_glossary() {
     assert!(r.status.success(), "{}", stderr(&r));
     assert!(!one.join("report.html").exists());
 }
+
+#[test]
+fn the_scenario_reference_is_generated_from_the_scenario_types() {
+    let r = numasim(&["scenario", "reference"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let generated = stdout(&r);
+    let committed = std::fs::read_to_string("scenarios/REFERENCE.md").unwrap();
+    assert!(
+        generated == committed,
+        "scenarios/REFERENCE.md is stale: numasim scenario reference > scenarios/REFERENCE.md"
+    );
+    // Every key the template uses is documented, nested ones included.
+    for key in [
+        "`name`",
+        "`fleet[].config.cpu_allocation_ratio`",
+        "`flavors.list[].extra_specs`",
+        "`workload.synthetic.lifetime.median_s (with distribution = \"lognormal\")`",
+        "`policies[].memory_mode` | one of | `\"strict\"` | `strict`, `preferred`, `interleave`",
+        "`output.timeseries_interval_s`",
+    ] {
+        assert!(committed.contains(key), "{key}");
+    }
+}

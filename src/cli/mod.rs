@@ -248,6 +248,9 @@ enum ScenarioCmd {
         /// Scenario file (TOML).
         scenario: PathBuf,
     },
+    /// Every scenario key: type, default, allowed values, description
+    /// (Markdown, generated from the scenario types).
+    Reference,
     /// Print a commented scenario that runs as it is (or write it to FILE).
     Init {
         #[arg(short, long)]
@@ -471,6 +474,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Scenario { command } => match command {
             ScenarioCmd::Check { scenario } => scenario::scenario_check(scenario),
             ScenarioCmd::Init { output } => scenario::scenario_init(output),
+            ScenarioCmd::Reference => {
+                out!("{}", numasim::experiment::reference::reference_markdown());
+                Ok(0)
+            }
         },
         Command::Fit { file, mode } => fit(file, mode),
         Command::Replay(args) => replay(args),

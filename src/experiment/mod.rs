@@ -6,6 +6,7 @@ pub mod bench;
 pub mod capacity;
 pub mod fleet;
 pub mod load;
+pub mod reference;
 pub mod run;
 pub mod scenario;
 pub mod sweep;

@@ -12,7 +12,7 @@ use crate::workload::synthetic::{Lifetime, Synthetic};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -67,7 +67,7 @@ impl Scenario {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FleetEntry {
     /// A preset name (`numasim topology presets`).
@@ -93,7 +93,7 @@ pub struct FleetEntry {
 /// node's CPUs and memory but not its NUMA layout: each node becomes a host
 /// of `sockets` NUMA nodes (one per socket), its logical CPUs and memory
 /// split evenly, `threads_per_core` threads per core where the split allows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeList {
     pub file: String,
@@ -104,7 +104,7 @@ pub struct NodeList {
     pub threads_per_core: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 pub enum NodeListFormat {
     /// `openb_node_list_*.csv`: `sn,cpu_milli,memory_mib,gpu,model`.
     #[serde(rename = "alibaba-gpu-2023")]
@@ -116,7 +116,7 @@ fn two() -> u32 {
 }
 
 /// Nova host configuration for a fleet entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfigSpec {
     #[serde(default = "four")]
@@ -152,7 +152,7 @@ fn one() -> f64 {
     1.0
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flavors {
     /// A catalog CSV (`name,vcpus,memory_mb,extra_specs`).
@@ -179,7 +179,7 @@ pub struct Flavors {
     pub growth: BTreeMap<String, GrowthSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrowthSpec {
     pub to: f64,
@@ -188,7 +188,7 @@ pub struct GrowthSpec {
 
 /// `{ min_vcpus = 8, extra_specs = "hw:numa_nodes=2" }`,
 /// `{ share = 0.2, extra_specs = "hw:cpu_policy=dedicated", name = "pinned" }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShapeRule {
     #[serde(default)]
@@ -217,7 +217,7 @@ impl ShapeRule {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlavorSpec {
     pub name: String,
@@ -227,7 +227,7 @@ pub struct FlavorSpec {
     pub extra_specs: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// A trace CSV (`id,arrival_s,departure_s,flavor[,image_props]`).
@@ -241,7 +241,7 @@ pub struct Workload {
     pub twin: Option<TwinSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TwinSpec {
     /// A native trace whose flavors are in the scenario's catalog.
@@ -254,7 +254,7 @@ pub struct TwinSpec {
     pub guests: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
     #[serde(default = "spread")]
@@ -282,7 +282,7 @@ pub struct PolicySpec {
     pub rebalancing: crate::sim::policy::Rebalancing,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ManualSpec {
     /// Host NUMA node ids, as in libvirt's `nodeset` (`0-1,3`).
@@ -337,7 +337,7 @@ impl PolicySpec {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CostSpec {
     /// SLIT value (as a string key) -> measured latency ratio.
@@ -383,7 +383,7 @@ impl CostSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     #[serde(default)]

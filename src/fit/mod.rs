@@ -20,7 +20,17 @@ pub use search::{FitOptions, fit_instance_to_host};
 pub use usage::{UsageError, apply_usage, usage_from_instance};
 
 /// Nova-exact (quirks included) or clean semantics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Nova 34.0.0 bug for bug: stale fit caches, page size locked on the

@@ -135,7 +135,12 @@ pub fn comparison_table(results: &[RunResult]) -> String {
     let policies = super::verdict::by_policy(results);
     let shown: Vec<&Metric> = METRICS.iter().filter(|m| m.shown != Shown::No).collect();
     let width = |m: &Metric| m.short.len().max(8);
-    let name_width = policies.iter().map(|p| p.0.len()).max().unwrap_or(0).max(30);
+    let name_width = policies
+        .iter()
+        .map(|p| p.0.len())
+        .max()
+        .unwrap_or(0)
+        .max(30);
     let mut out = format!("{:<name_width$} {:>5}", "policy", "seeds");
     for m in &shown {
         let _ = write!(out, " {:>w$}", m.short, w = width(m));

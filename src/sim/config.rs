@@ -8,7 +8,9 @@ use crate::fit::{Limits, Mode};
 use std::sync::Arc;
 
 /// How the scheduler picks among hosts that pass the filters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Most free RAM (Nova's default RAM weigher); ties to fleet order.
@@ -40,7 +42,9 @@ impl Strategy {
 }
 
 /// Which guests get the host-level (placement) CPU and RAM check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostCheck {
     /// Only guests without a NUMA topology (NUMA guests get the fit only).

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 /// Maps SLIT distances to latency ratios: piecewise linear through the
 /// given points, anchored at (10, 1.0); SLIT/10 when no point is given.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Calibration {
     /// (SLIT value, measured latency relative to local), sorted by SLIT.
     pub points: Vec<(u32, f64)>,

@@ -9,7 +9,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use std::collections::BTreeMap;
 
 /// Poisson arrivals, lifetimes from a distribution, a weighted flavor mix.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Synthetic {
     pub guests: u64,
@@ -24,7 +24,7 @@ pub struct Synthetic {
     pub mix: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, tag = "distribution", rename_all = "lowercase")]
 pub enum Lifetime {
     Exponential {

@@ -190,7 +190,7 @@ pub trait PlacementPolicy: Send + Sync {
 
 /// numad's and autonuma's parameters, and the page migration rate that
 /// prices their moves.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rebalancing {
     /// numad's scan interval (`numad -i`, 15 s by default).

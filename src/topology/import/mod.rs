@@ -12,7 +12,7 @@ use super::wire;
 pub use sysfs::SysfsTree;
 
 /// The topology formats numasim reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// numasim's canonical JSON (what `topology convert` writes).
