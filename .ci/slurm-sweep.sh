@@ -71,7 +71,7 @@ sbatch --wait --array=0-2 --cpus-per-task=1 --mem=0 --chdir="$PWD" \
 cat "$OUT/sbatch.txt"
 "$BIN" merge "$OUT"/shards/shard-* --out "$OUT/merged" >/dev/null
 "$BIN" sweep "$SWEEP" --out "$OUT/single" >/dev/null 2>&1
-for f in runs.csv aggregate.csv timeseries.csv latency_quantiles.csv \
+for f in report.html runs.csv aggregate.csv timeseries.csv latency_quantiles.csv \
   rejection_vs_load.svg remote_vs_load.svg latency_vs_load.svg; do
   cmp "$OUT/merged/$f" "$OUT/single/$f" || { echo "$f: the Slurm merge differs"; exit 1; }
 done

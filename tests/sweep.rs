@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 const SMALL: &str = "scenarios/quickstart-sweep-small.toml";
 
 /// Every file a finished sweep writes (CSVs and charts).
-const OUTPUTS: [&str; 14] = [
+const OUTPUTS: [&str; 15] = [
+    "report.html",
     "runs.csv",
     "aggregate.csv",
     "timeseries.csv",
@@ -114,6 +115,13 @@ fn sweep_is_thread_independent_and_shards_merge_into_the_same_bytes() {
     let svg = std::fs::read_to_string(one.join("rejection_vs_load.svg")).unwrap();
     assert!(svg.contains("quickstart-sweep-small: rejection rate vs offered load"));
     assert!(svg.contains("rejection rate (% of guests)"));
+    // The sweep's report: where the policies meet, their verdict; the charts inline.
+    let html = std::fs::read_to_string(one.join("report.html")).unwrap();
+    assert!(html.contains(
+        "<h3>workload.synthetic.guests = 1000, workload.synthetic.offered_load = 1.1</h3>"
+    ));
+    assert!(html.contains("<li>lowest rejection rate: "), "{html}");
+    assert_eq!(html.matches("<svg").count(), 5);
     assert!(svg.contains("offered load (mean memory demand / fleet memory)"));
 }
 

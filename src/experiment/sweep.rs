@@ -838,12 +838,27 @@ pub fn write_outputs(
         write_atomically(&p, text.as_bytes())?;
         written.push(p);
     }
-    written.extend(crate::report::sweep_plots::draw_all(
-        out,
-        manifest,
-        records,
-        &manifest.plot,
-    )?);
+    let charts = crate::report::sweep_plots::draw_all(out, manifest, records, &manifest.plot)?;
+    // The report inlines the charts just drawn (their SVG files).
+    let mut inline = Vec::new();
+    for path in charts
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+    {
+        let svg = crate::input::read_text(path)
+            .map_err(|e| SweepError::Input(format!("{}: {e}", path.display())))?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace('_', " "))
+            .unwrap_or_default();
+        inline.push((name, svg));
+    }
+    written.extend(charts);
+    let html = crate::report::html::sweep_report(manifest, records, &inline)
+        .map_err(|e| SweepError::Input(format!("report.html: {e}")))?;
+    let p = out.join("report.html");
+    write_atomically(&p, html.as_bytes())?;
+    written.push(p);
     Ok(written)
 }
 

@@ -201,14 +201,7 @@ fn write_page(
                 }
                 text(w, "h2", "Rejections by flavor")?;
                 write_rejections(w, results)?;
-                text(w, "h2", "Glossary")?;
-                w.create_element("dl").write_inner_content(|w| {
-                    for m in METRICS.iter().filter(|m| m.shown != Shown::No) {
-                        text(w, "dt", &format!("{} ({}), {}", m.short, m.name, m.unit))?;
-                        text(w, "dd", m.definition)?;
-                    }
-                    Ok(())
-                })?;
+                write_glossary(w)?;
                 text(w, "h2", "How this was made")?;
                 text(
                     w,
@@ -227,6 +220,129 @@ fn write_page(
             })?;
             Ok(())
         })?;
+    Ok(())
+}
+
+/// `report.html` of a sweep: per point, the verdict over its policies (from
+/// the records' metrics); the sweep's charts inline; the glossary.
+pub fn sweep_report(
+    manifest: &crate::experiment::sweep::Manifest,
+    records: &[crate::experiment::sweep::RunRecord],
+    charts: &[(String, String)],
+) -> Result<String, String> {
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 1);
+    write_sweep_page(&mut w, manifest, records, charts).map_err(|e| e.to_string())?;
+    String::from_utf8(w.into_inner()).map_err(|e| e.to_string())
+}
+
+fn write_sweep_page(
+    w: &mut Writer<Vec<u8>>,
+    manifest: &crate::experiment::sweep::Manifest,
+    records: &[crate::experiment::sweep::RunRecord],
+    charts: &[(String, String)],
+) -> io::Result<()> {
+    // The policies compete where everything else is equal: groups of the
+    // points with the same non-policy parameters (`policy.*` parameters
+    // name the policies), each with its policies' runs (registry-ordered
+    // values).
+    let kept: Vec<usize> = (0..manifest.params.len())
+        .filter(|&i| !manifest.params[i].starts_with("policy."))
+        .collect();
+    let mut points: Vec<(Vec<String>, super::verdict::PolicyRuns)> = Vec::new();
+    for r in records {
+        let key: Vec<String> = kept.iter().map(|&i| r.params[i].clone()).collect();
+        let values: Vec<f64> = r
+            .metrics
+            .iter()
+            .map(|v| v.parse().unwrap_or(f64::NAN))
+            .collect();
+        let at = match points.iter().position(|p| p.0 == key) {
+            Some(i) => i,
+            None => {
+                points.push((key, Vec::new()));
+                points.len() - 1
+            }
+        };
+        let policies = &mut points[at].1;
+        match policies.iter_mut().find(|(p, _)| *p == r.policy) {
+            Some((_, runs)) => runs.push(values),
+            None => policies.push((r.policy.clone(), vec![values])),
+        }
+    }
+    w.write_event(Event::DocType(BytesText::from_escaped("html")))?;
+    w.create_element("html")
+        .with_attribute(("lang", "en"))
+        .write_inner_content(|w| {
+            w.create_element("head").write_inner_content(|w| {
+                w.create_element("meta")
+                    .with_attribute(("charset", "utf-8"))
+                    .write_empty()?;
+                text(w, "title", &format!("numasim sweep: {}", manifest.name))?;
+                text(w, "style", STYLE)?;
+                Ok(())
+            })?;
+            w.create_element("body").write_inner_content(|w| {
+                text(w, "h1", &format!("numasim sweep: {}", manifest.name))?;
+                text(
+                    w,
+                    "p",
+                    &format!(
+                        "{} points over {}, {} runs; numasim {}, sweep digest {}",
+                        points.len(),
+                        manifest.params.join(", "),
+                        records.len(),
+                        env!("CARGO_PKG_VERSION"),
+                        manifest.digest
+                    ),
+                )?;
+                text(w, "h2", "Verdict where the policies meet")?;
+                for (params, policies) in &points {
+                    let at: Vec<String> = kept
+                        .iter()
+                        .zip(params)
+                        .map(|(&k, v)| format!("{} = {v}", manifest.params[k]))
+                        .collect();
+                    text(w, "h3", &if at.is_empty() { "all runs".to_string() } else { at.join(", ") })?;
+                    let standings = super::verdict::standings_of(policies);
+                    if standings.is_empty() {
+                        text(w, "p", "One policy, or no difference on any judged metric.")?;
+                        continue;
+                    }
+                    w.create_element("ul")
+                        .with_attribute(("class", "verdict"))
+                        .write_inner_content(|w| {
+                            for s in &standings {
+                                text(w, "li", &words::standing(s))?;
+                            }
+                            Ok(())
+                        })?;
+                }
+                text(w, "h2", "Charts")?;
+                for (title, svg) in charts {
+                    w.create_element("figure").write_inner_content(|w| {
+                        w.write_event(Event::Text(BytesText::from_escaped(svg_body(svg))))?;
+                        text(w, "figcaption", title)?;
+                        Ok(())
+                    })?;
+                }
+                text(w, "p", "Every run: runs.csv; means, standard deviations and 95% intervals: aggregate.csv.")?;
+                write_glossary(w)?;
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+    Ok(())
+}
+
+fn write_glossary(w: &mut Writer<Vec<u8>>) -> io::Result<()> {
+    text(w, "h2", "Glossary")?;
+    w.create_element("dl").write_inner_content(|w| {
+        for m in METRICS.iter().filter(|m| m.shown != Shown::No) {
+            text(w, "dt", &format!("{} ({}), {}", m.short, m.name, m.unit))?;
+            text(w, "dd", m.definition)?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -37,22 +37,40 @@ pub fn by_policy(results: &[RunResult]) -> Vec<(&str, Vec<&RunResult>)> {
 /// Standings on every shown, judged metric on which the policies differ;
 /// none with a single policy.
 pub fn standings(results: &[RunResult]) -> Vec<Standing> {
-    let policies = by_policy(results);
+    let policies: PolicyRuns = by_policy(results)
+        .into_iter()
+        .map(|(p, rs)| {
+            let runs = rs
+                .iter()
+                .map(|r| METRICS.iter().map(|m| (m.value)(&r.metrics)).collect())
+                .collect();
+            (p.to_string(), runs)
+        })
+        .collect();
+    standings_of(&policies)
+}
+
+/// Per policy, per run, every registry metric in registry order (a sweep's
+/// records carry them so).
+pub type PolicyRuns = Vec<(String, Vec<Vec<f64>>)>;
+
+/// `standings` from values.
+pub fn standings_of(policies: &PolicyRuns) -> Vec<Standing> {
     if policies.len() < 2 {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for m in METRICS
-        .iter()
-        .filter(|m| m.shown != Shown::No && m.judged && m.worse != Worse::Neither)
-    {
+    for (col, m) in METRICS.iter().enumerate() {
+        if m.shown == Shown::No || !m.judged || m.worse == Worse::Neither {
+            continue;
+        }
         // (policy, mean, interval)
         type Stat<'a> = (&'a str, f64, Option<(f64, f64)>);
         let stats: Vec<Stat> = policies
             .iter()
-            .filter_map(|(p, rs)| {
-                let values: Vec<f64> = rs.iter().map(|r| (m.value)(&r.metrics)).collect();
-                mean_ci95(&values).map(|ci| (*p, ci.mean, ci.interval()))
+            .filter_map(|(p, runs)| {
+                let values: Vec<f64> = runs.iter().filter_map(|r| r.get(col).copied()).collect();
+                mean_ci95(&values).map(|ci| (p.as_str(), ci.mean, ci.interval()))
             })
             .collect();
         if stats.len() < 2 {
