@@ -2058,6 +2058,8 @@ fn run_writes_a_self_contained_report_with_verdict_table_charts_and_glossary() {
         "Policies side by side",
         "Glossary",
         "rejected / guests",
+        "main reason (the refusal most hosts gave)",
+        "OOM-killed at start: its pages did not fit its nodes (strict mode)",
         "spread-interleave",
         "32 two-socket hosts, 4000 guests",
         "[cost]",

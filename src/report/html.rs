@@ -199,7 +199,7 @@ fn write_page(
                         Ok(())
                     })?;
                 }
-                text(w, "h2", "Rejections by flavor")?;
+                text(w, "h2", "Rejections by flavor and reason")?;
                 write_rejections(w, results)?;
                 write_glossary(w)?;
                 text(w, "h2", "How this was made")?;
@@ -442,7 +442,48 @@ fn write_rejections(w: &mut Writer<Vec<u8>>, results: &[RunResult]) -> io::Resul
         }
         Ok(())
     })?;
-    text(w, "p", "Why each guest was refused: rejections.csv.")
+    // By main reason: the refusal most hosts gave each rejected guest.
+    let mut reasons: Vec<String> = Vec::new();
+    for r in results {
+        for x in &r.rejections {
+            let reason = words::main_reason(&x.why);
+            if !reasons.contains(&reason) {
+                reasons.push(reason);
+            }
+        }
+    }
+    reasons.sort_unstable();
+    if !reasons.is_empty() {
+        w.create_element("table").write_inner_content(|w| {
+            w.create_element("tr").write_inner_content(|w| {
+                text(w, "th", "main reason (the refusal most hosts gave)")?;
+                for (p, _) in &policies {
+                    text(w, "th", &format!("{p} (mean guests)"))?;
+                }
+                Ok(())
+            })?;
+            for reason in &reasons {
+                w.create_element("tr").write_inner_content(|w| {
+                    text(w, "td", reason)?;
+                    for (_, rs) in &policies {
+                        let n = rs
+                            .iter()
+                            .flat_map(|r| &r.rejections)
+                            .filter(|x| words::main_reason(&x.why) == *reason)
+                            .count();
+                        text(w, "td", &format!("{:.1}", n as f64 / rs.len() as f64))?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })?;
+    }
+    text(
+        w,
+        "p",
+        "Why each guest was refused, host by host: rejections.csv.",
+    )
 }
 
 fn text(w: &mut Writer<Vec<u8>>, tag: &str, value: &str) -> io::Result<()> {

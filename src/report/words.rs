@@ -208,3 +208,21 @@ pub fn verdict_line(standings: &[crate::report::verdict::Standing]) -> Option<St
         .collect();
     (!parts.is_empty()).then(|| format!("verdict (best per metric): {}", parts.join("; ")))
 }
+
+/// A rejection's main reason, without host counts or names: the refusal
+/// most hosts gave, the invalid request, or the kill at start.
+pub fn main_reason(why: &Rejection) -> String {
+    match why {
+        Rejection::InvalidRequest(_) => "invalid request".into(),
+        Rejection::NoHost(groups) => groups
+            .iter()
+            .max_by_key(|(_, n)| *n)
+            .map_or_else(|| "no host".into(), |(r, _)| r.to_string()),
+        Rejection::OomKilledAtStart { mode, .. } => {
+            format!(
+                "OOM-killed at start: its pages did not fit its nodes ({} mode)",
+                mode.as_str()
+            )
+        }
+    }
+}
