@@ -582,6 +582,11 @@ trace = "t.csv"
     assert_eq!(std::fs::read_to_string(out.join("runs.csv")).unwrap(), runs);
     let r = sweep(&[s(&other), "--out", s(&out), "--restart"]);
     assert!(r.status.success(), "{}", stderr(&r));
+    assert!(out.join("report.html").exists());
+    // --no-report: the outputs without a report, and no earlier one left.
+    let r = sweep(&[s(&other), "--out", s(&out), "--no-report"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(!out.join("report.html").exists() && out.join("runs.csv").exists());
     let replaced = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(replaced.lines().count(), 1 + 1, "{replaced}");
 }

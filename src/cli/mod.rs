@@ -364,6 +364,9 @@ struct SweepArgs {
     /// Forget the runs recorded in the output directory and run them all.
     #[arg(long)]
     restart: bool,
+    /// Do not write report.html.
+    #[arg(long)]
+    no_report: bool,
 }
 
 #[derive(clap::Args)]

@@ -184,7 +184,7 @@ pub(super) fn sweep(a: SweepArgs) -> Result<i32> {
         return Ok(0);
     }
     let (manifest, records) = sweep::merge_records(std::slice::from_ref(&out))?;
-    let written = sweep::write_outputs(&out, &manifest, &records)?;
+    let written = sweep::write_outputs(&out, &manifest, &records, !a.no_report)?;
     for w in written {
         outln!("{}", w.display());
     }
@@ -377,7 +377,7 @@ pub(super) fn merge(dirs: Vec<PathBuf>, out: PathBuf) -> Result<i32> {
         &out.join("sweep.json"),
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;
-    for w in sweep::write_outputs(&out, &manifest, &records)? {
+    for w in sweep::write_outputs(&out, &manifest, &records, true)? {
         outln!("{}", w.display());
     }
     Ok(0)

@@ -821,10 +821,13 @@ pub fn merge_records(dirs: &[PathBuf]) -> Result<(Manifest, Vec<RunRecord>), Swe
 }
 
 /// Writes the CSVs and plots of a complete sweep into `out`.
+/// `report`: also `report.html` (else an earlier one is removed, so the
+/// directory holds no report of other results).
 pub fn write_outputs(
     out: &Path,
     manifest: &Manifest,
     records: &[RunRecord],
+    report: bool,
 ) -> Result<Vec<PathBuf>, SweepError> {
     let o = assemble(manifest, records);
     let mut written = Vec::new();
@@ -854,9 +857,20 @@ pub fn write_outputs(
         inline.push((name, svg));
     }
     written.extend(charts);
+    let p = out.join("report.html");
+    if !report {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(SweepError::Input(format!(
+                    "{}: cannot remove: {e}",
+                    p.display()
+                )));
+            }
+            _ => return Ok(written),
+        }
+    }
     let html = crate::report::html::sweep_report(manifest, records, &inline)
         .map_err(|e| SweepError::Input(format!("report.html: {e}")))?;
-    let p = out.join("report.html");
     write_atomically(&p, html.as_bytes())?;
     written.push(p);
     Ok(written)
