@@ -47,9 +47,11 @@ pub fn read_bytes(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
 /// `read_bytes` as UTF-8 text.
 pub fn read_text(path: impl AsRef<Path>) -> io::Result<String> {
     String::from_utf8(read_bytes(path)?).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+            format!("line {line}: not valid UTF-8 (byte {at}); expected UTF-8 text"),
         )
     })
 }
@@ -73,7 +75,8 @@ mod tests {
         let file = tmp.path().join("f");
         std::fs::write(&file, "text").unwrap();
         assert_eq!(read_text(&file).unwrap(), "text");
-        std::fs::write(&file, [0xff, 0xfe]).unwrap();
-        assert!(read_text(&file).unwrap_err().to_string().contains("UTF-8"));
+        std::fs::write(&file, b"name = 1\n\xff\xfe").unwrap();
+        let e = read_text(&file).unwrap_err().to_string();
+        assert!(e.contains("line 2: not valid UTF-8 (byte 9)"), "{e}");
     }
 }
