@@ -77,10 +77,57 @@ pub(super) fn replay(a: ReplayArgs) -> Result<i32> {
         serde_json::from_str(&a.limits).map_err(|e| anyhow::anyhow!("--limits: {e}; expected JSON such as {{\"cpu_allocation_ratio\": 16.0, \"ram_allocation_ratio\": 1.5}} or null"))?;
     let limits = numasim::fit::case::parse_limits(Some(&limits_json))
         .map_err(|e| anyhow::anyhow!("--limits: {}", e.message))?;
+    let configures_nova = !a.conf.is_empty()
+        || a.filters.is_some()
+        || a.weighers.is_some()
+        || a.max_placement_results.is_some();
+    let strategy = if configures_nova {
+        numasim::sim::Strategy::Nova
+    } else {
+        a.strategy
+    };
+    if configures_nova && a.strategy != numasim::sim::Strategy::Spread && a.strategy != strategy {
+        anyhow::bail!(
+            "--strategy {}: --conf, --filters, --weighers and --max-placement-results configure Nova's scheduler (--strategy nova)",
+            a.strategy.as_str()
+        );
+    }
+    let mut scheduler = numasim::sim::scheduler::SchedulerConfig::default();
+    // The oracle's order: filters, weighers, then `--conf`, which wins.
+    if let Some(f) = &a.filters {
+        scheduler
+            .set_filters_by_name(f)
+            .map_err(|e| anyhow::anyhow!("--filters: {e}"))?;
+    }
+    if let Some(w) = &a.weighers {
+        scheduler
+            .set_weighers_by_name(w)
+            .map_err(|e| anyhow::anyhow!("--weighers: {e}"))?;
+    }
+    if let Some(n) = a.max_placement_results {
+        scheduler
+            .set("scheduler.max_placement_results", &n.to_string())
+            .map_err(|e| anyhow::anyhow!("--max-placement-results: {e}"))?;
+    }
+    for item in &a.conf {
+        let (key, value) = item
+            .split_once('=')
+            .filter(|(k, _)| k.contains('.'))
+            .ok_or_else(|| anyhow::anyhow!("--conf `{item}`: expected SECTION.KEY=VALUE"))?;
+        scheduler
+            .set(key, value)
+            .map_err(|e| anyhow::anyhow!("--conf {e}"))?;
+    }
+    let mut limits = limits;
+    if strategy == numasim::sim::Strategy::Nova {
+        scheduler.apply_ratios(&mut limits);
+    }
     let config = SimConfig {
-        strategy: a.strategy,
+        strategy,
         host_check: a.host_check,
         limits,
+        scheduler: std::sync::Arc::new(scheduler),
+        seed: a.seed,
         ..SimConfig::default()
     };
     let mut sim = Simulation::new(hosts, catalog.clone(), config);

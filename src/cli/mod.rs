@@ -386,9 +386,27 @@ struct ReplayArgs {
         default_value = r#"{"cpu_allocation_ratio": 16.0, "ram_allocation_ratio": 1.5}"#
     )]
     limits: String,
-    /// `spread`, `pack`, `first-fit` or `random`.
+    /// `spread`, `pack`, `first-fit`, `random`, or `nova` (Nova's
+    /// scheduler: Placement, filters, weighers; implied by any of the
+    /// options below that configure it).
     #[arg(long, value_parser = keyword::<numasim::sim::Strategy>, default_value = "spread")]
     strategy: numasim::sim::Strategy,
+    /// Nova's option `SECTION.KEY=VALUE` (repeatable; `DEFAULT` for no
+    /// group), e.g. `filter_scheduler.ram_weight_multiplier=-1.0`.
+    #[arg(long, value_name = "SECTION.KEY=VALUE")]
+    conf: Vec<String>,
+    /// `[filter_scheduler] enabled_filters`, comma-separated class names.
+    #[arg(long)]
+    filters: Option<String>,
+    /// `[filter_scheduler] weight_classes`: `all` or class names.
+    #[arg(long)]
+    weighers: Option<String>,
+    /// `[scheduler] max_placement_results`.
+    #[arg(long)]
+    max_placement_results: Option<usize>,
+    /// Seed of the choice (`random`; `nova`: CPython's `random.Random(N)`).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Which guests get placement's host-level check: `all` (real Nova) or `non-numa`.
     #[arg(long, value_parser = keyword::<numasim::sim::HostCheck>, default_value = "all")]
     host_check: numasim::sim::HostCheck,

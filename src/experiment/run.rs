@@ -623,6 +623,7 @@ impl Prepared {
             policy: self.placements[policy].clone(),
             growth: self.growth.clone(),
             migrate_mb_per_s: spec.rebalancing.migrate_mb_per_s,
+            scheduler: Default::default(),
             seed,
         };
         Ok(Simulation::new(hosts, self.catalog.clone(), config))

@@ -36,6 +36,20 @@ impl fmt::Display for Refusal {
                 "cells fit one by one but not together (distinct cells, thread policy or page size)"
             ),
             Refusal::NoFit(FitShortfall::Cell { short, .. }) => write!(f, "{short}"),
+            Refusal::Placement { class, asked } => write!(
+                f,
+                "Placement: no room for {asked} {class} (capacity less reserved, at its allocation ratio)"
+            ),
+            Refusal::PlacementTrait { name, required } => write!(
+                f,
+                "Placement: trait {name} {}",
+                if *required {
+                    "required, host lacks it"
+                } else {
+                    "forbidden, host has it"
+                }
+            ),
+            Refusal::Filter { filter } => write!(f, "refused by {filter}"),
         }
     }
 }

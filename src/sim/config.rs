@@ -21,14 +21,19 @@ pub enum Strategy {
     FirstFit,
     /// Uniformly among passing hosts (Nova's `host_subset_size` = all), seeded.
     Random,
+    /// Nova's scheduler as configured (`[scheduler]`): Placement's
+    /// inventories, the filters, the weighers normalised over the
+    /// survivors, and a seeded choice among the best `host_subset_size`.
+    Nova,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::Spread,
         Strategy::Pack,
         Strategy::FirstFit,
         Strategy::Random,
+        Strategy::Nova,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +42,7 @@ impl Strategy {
             Strategy::Pack => "pack",
             Strategy::FirstFit => "first-fit",
             Strategy::Random => "random",
+            Strategy::Nova => "nova",
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct SimConfig {
     /// own guest cell; otherwise (the default) every vCPU touches all of
     /// the guest's memory uniformly.
     pub numa_aware_guests: bool,
+    /// Nova's scheduler options, for `Strategy::Nova`.
+    pub scheduler: Arc<super::scheduler::SchedulerConfig>,
     pub seed: u64,
 }
 
@@ -106,6 +114,7 @@ impl Default for SimConfig {
             growth: Vec::new(),
             migrate_mb_per_s: super::policy::Rebalancing::default().migrate_mb_per_s,
             numa_aware_guests: false,
+            scheduler: Default::default(),
             seed: 0,
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::fit::case::parse_host;
 use crate::fit::{HostTopology, MemPages};
+use crate::sim::scheduler::placement::ComputeNode;
 use crate::topology::Host;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -55,6 +56,8 @@ pub struct SimHost {
     pub initial_cell_cpu: i64,
     /// This host's overcommit limits; `None`: the simulation's.
     pub limits: Option<crate::fit::Limits>,
+    /// What its compute node reports beyond the topology (Nova's scheduler reads it).
+    pub compute: crate::sim::scheduler::placement::ComputeNode,
 }
 
 impl SimHost {
@@ -74,6 +77,7 @@ impl SimHost {
             initial_cell_mem: mem_used,
             initial_cell_cpu: vcpu_used,
             limits: None,
+            compute: Default::default(),
         }
     }
 
@@ -124,9 +128,13 @@ pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
             let topo = parse_host(model)
                 .map_err(|err| FleetError(format!("hosts[{k}].model: {}", err.message)))?;
             let shared = Arc::new(HostModel::from_topology(&topo, distances_of(model)));
+            let compute =
+                compute_of(model).map_err(|m| FleetError(format!("hosts[{k}].model.{m}")))?;
             for _ in 0..count {
                 let name = format!("{prefix}{}", out.len());
-                out.push(SimHost::new(name, topo.clone(), shared.clone()));
+                let mut h = SimHost::new(name, topo.clone(), shared.clone());
+                h.compute = compute;
+                out.push(h);
             }
         } else if let Some(host) = e.get("host") {
             let name = match e.get("name") {
@@ -137,7 +145,11 @@ pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
             let topo = parse_host(host)
                 .map_err(|err| FleetError(format!("hosts[{k}].host: {}", err.message)))?;
             let model = Arc::new(HostModel::from_topology(&topo, distances_of(host)));
-            out.push(SimHost::new(name, topo, model));
+            let compute =
+                compute_of(host).map_err(|m| FleetError(format!("hosts[{k}].host.{m}")))?;
+            let mut h = SimHost::new(name, topo, model);
+            h.compute = compute;
+            out.push(h);
         } else {
             return Err(FleetError(format!(
                 "hosts[{k}] needs \"host\" (with \"name\") or \"model\" and \"count\""
@@ -152,6 +164,44 @@ pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
         return Err(FleetError("no hosts".into()));
     }
     Ok(out)
+}
+
+/// A host object's optional `compute` record (what Nova's scheduler reads
+/// beyond the topology); the error names the key.
+fn compute_of(host: &Value) -> Result<ComputeNode, String> {
+    let mut c = ComputeNode::default();
+    let Some(v) = host.get("compute").filter(|v| !v.is_null()) else {
+        return Ok(c);
+    };
+    let Some(obj) = v.as_object() else {
+        return Err("compute: expected an object".into());
+    };
+    for (key, value) in obj {
+        let count = || {
+            value
+                .as_i64()
+                .filter(|&n| (0..=crate::fit::case::MAX_CELL_MEMORY_MB).contains(&n))
+                .ok_or_else(|| format!("compute.{key}: expected an integer from 0 to 2^40"))
+        };
+        let flag = || {
+            value
+                .as_bool()
+                .ok_or_else(|| format!("compute.{key}: expected true or false"))
+        };
+        match key.as_str() {
+            "hypervisor_version" => c.hypervisor_version = count()?,
+            "disk_gb" => c.disk_gb = count()?,
+            "failed_builds" => c.failed_builds = count()?,
+            "disabled" => c.disabled = flag()?,
+            "forced_down" => c.forced_down = flag()?,
+            _ => {
+                return Err(format!(
+                    "compute.{key}: unknown key (known: disabled, disk_gb, failed_builds, forced_down, hypervisor_version)"
+                ));
+            }
+        }
+    }
+    Ok(c)
 }
 
 fn distances_of(host: &Value) -> Option<Vec<Vec<u32>>> {

@@ -17,6 +17,7 @@ pub mod observer;
 pub mod policy;
 pub mod queue;
 pub mod refusal;
+pub mod scheduler;
 
 pub use binding::{Binding, ManualTuning};
 pub use config::{HostCheck, SimConfig, Strategy};

@@ -27,6 +27,14 @@ pub enum Refusal {
     MissingNodes { nodeset: Vec<i64> },
     /// Nova's fit found no cells (`why` says what is short, when analysed).
     NoFit(FitShortfall),
+    /// Nova's scheduler: Placement returns no candidate with room for
+    /// `asked` of resource class `class` (at its allocation ratio, less
+    /// what is reserved), or the host has no inventory of it.
+    Placement { class: &'static str, asked: i64 },
+    /// Nova's scheduler: Placement's trait check (`required` or forbidden).
+    PlacementTrait { name: &'static str, required: bool },
+    /// Nova's scheduler: an enabled filter refused the host.
+    Filter { filter: &'static str },
 }
 
 /// Why Nova's fit found no host cells for a guest.

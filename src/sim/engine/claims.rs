@@ -113,6 +113,9 @@ impl Simulation {
             true,
             Some(&p.pages),
         )?;
+        if let Some((alloc, usage)) = &p.nova {
+            self.nova_apply(p.host, alloc, usage, -1);
+        }
         Ok(Some(p))
     }
 

@@ -11,6 +11,7 @@
 //! goes through [`Simulation::check_host`].
 
 mod claims;
+mod nova;
 mod room;
 mod running;
 
@@ -73,6 +74,8 @@ struct Placed {
     /// Host scans: the host's state version at its last step (the same
     /// state gives the same advice, so a step on an unchanged host is skipped).
     advised_version: Option<u64>,
+    /// Nova's scheduler: the Placement allocation and tracker usage claimed.
+    nova: Option<([i64; 4], crate::sim::scheduler::placement::GuestUsage)>,
 }
 
 /// Marks a queue entry as a memory-growth event rather than a departure.
@@ -150,7 +153,11 @@ pub struct Simulation {
     pub running_remote: f64,
     pub running_latency: f64,
     pub running_costed: u64,
+    /// Nova's view of the fleet (`Strategy::Nova` only).
+    nova: Option<nova::NovaState>,
 }
+
+pub use nova::NovaExplanation;
 
 /// Capacity no flavor of the catalog can use (`Simulation::stranded`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -244,7 +251,37 @@ impl Simulation {
             running_remote: 0.0,
             running_latency: 0.0,
             running_costed: 0,
+            nova: None,
         };
+        if sim.config.strategy == Strategy::Nova {
+            // Nova's initial ratios where the run gives none, for the fit's
+            // limits and Placement's inventories alike.
+            if sim.config.limits.is_none() && sim.hosts.iter().any(|h| h.limits.is_none()) {
+                sim.config.limits = Some(Limits {
+                    cpu_allocation_ratio: 4.0,
+                    ram_allocation_ratio: 1.0,
+                    network_metadata: None,
+                });
+            }
+            let sched = sim.config.scheduler.clone();
+            let nova_hosts = sim
+                .hosts
+                .iter()
+                .map(|h| {
+                    let l = sim.limits_of(h);
+                    let cpu = sched
+                        .cpu_allocation_ratio
+                        .or(l.map(|l| l.cpu_allocation_ratio))
+                        .unwrap_or(4.0);
+                    let ram = sched
+                        .ram_allocation_ratio
+                        .or(l.map(|l| l.ram_allocation_ratio))
+                        .unwrap_or(1.0);
+                    crate::sim::scheduler::NovaHost::new(&h.topo, h.compute, &sched, cpu, ram)
+                })
+                .collect();
+            sim.nova = Some(nova::NovaState::new(sched, nova_hosts, sim.config.seed));
+        }
         sim.max_ram_slack = sim
             .hosts
             .iter()
@@ -313,7 +350,7 @@ impl Simulation {
         match self.config.strategy {
             Strategy::Spread => -free,
             Strategy::Pack => free,
-            Strategy::FirstFit | Strategy::Random => 0,
+            Strategy::FirstFit | Strategy::Random | Strategy::Nova => 0,
         }
     }
 
@@ -568,7 +605,24 @@ impl Simulation {
         let want_reasons = obs.wants_reasons();
         let mut refused = std::mem::take(&mut self.refused);
         refused.clear();
-        let (mut chosen, vcpus, mem, touched_mb) = {
+        let mut nova_claim = None;
+        let (mut chosen, vcpus, mem, touched_mb) = if self.nova.is_some() {
+            let pick = self.nova_choose(
+                &row,
+                request,
+                &mut fit_calls,
+                want_reasons.then_some(&mut refused),
+            )?;
+            let guest = self.guest_view(&row, request);
+            let chosen = match pick {
+                Some(p) => {
+                    nova_claim = Some((p.alloc, p.usage));
+                    vec![(p.host, p.binding)]
+                }
+                None => Vec::new(),
+            };
+            (chosen, guest.vcpus, guest.memory_mb, guest.touched_mb)
+        } else {
             let guest = self.guest_view(&row, request);
             // Hosts are ordered by free RAM for spread and pack. When the
             // host-level RAM check applies, a host passes only if its free RAM is
@@ -611,7 +665,14 @@ impl Simulation {
             _ => chosen.into_iter().next(),
         };
         let Some((host, binding)) = chosen else {
-            if want_reasons {
+            if want_reasons && self.nova.is_some() {
+                let guest = self.guest_view(&row, request);
+                let analysed = refused
+                    .iter()
+                    .map(|(i, r)| self.analysed(*i, &guest, r.clone()));
+                let groups = super::refusal::group(analysed);
+                obs.rejection(row.arrival_s, &row, &Rejection::NoHost(groups));
+            } else if want_reasons {
                 let groups = self.reasons_after_scan(&row, request, &refused);
                 obs.rejection(row.arrival_s, &row, &Rejection::NoHost(groups));
             }
@@ -626,9 +687,15 @@ impl Simulation {
         };
         self.refused = refused;
         self.change_usage(host, binding.fitted(), vcpus, mem, false, None)?;
+        if let Some((alloc, usage)) = &nova_claim {
+            self.nova_apply(host, alloc, usage, 1);
+        }
         let Some((pages, by_demand)) = self.place_pages(host, &binding, touched_mb) else {
             // The kernel kills the guest: release what was claimed.
             self.change_usage(host, binding.fitted(), vcpus, mem, true, None)?;
+            if let Some((alloc, usage)) = &nova_claim {
+                self.nova_apply(host, alloc, usage, -1);
+            }
             if obs.wants_reasons() {
                 let mode = self.config.memory_mode.unwrap_or(MemoryMode::Strict);
                 obs.rejection(
@@ -707,6 +774,7 @@ impl Simulation {
             cost,
             scan_pos_mb: 0.0,
             advised_version: None,
+            nova: nova_claim,
         });
         let binding = &self.placed[slot].as_ref().expect("just placed").binding;
         obs.arrival(
