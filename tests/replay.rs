@@ -106,3 +106,78 @@ fn fleet_sizes_that_would_overflow_are_refused_by_key() {
         assert!(!out_file.exists(), "{edit}");
     }
 }
+
+/// The placements Nova 34's real scheduler classes chose
+/// (`nova_sched_replay.py`; tests/data/replay-sched/README.md): every case
+/// of `cases.tsv` gives the fleet, the trace and the oracle's arguments;
+/// numasim's `replay --strategy nova` takes the same arguments and must
+/// write the same bytes as the archived output.
+#[test]
+fn nova_scheduler_replays_match_byte_for_byte() {
+    use std::io::Read;
+    let mut expected = std::collections::BTreeMap::new();
+    for archive in ["nova-sched-shared.tar.bz2", "nova-sched-fresh.tar.bz2"] {
+        let file = std::fs::File::open(data(&format!("replay-sched/{archive}"))).unwrap();
+        let mut tar = tar::Archive::new(bzip2::read::BzDecoder::new(file));
+        for entry in tar.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().to_string_lossy().to_string();
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            expected.insert(name.trim_end_matches(".jsonl").to_string(), text);
+        }
+    }
+    let cases = std::fs::read_to_string(data("replay-sched/cases.tsv")).unwrap();
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .from_reader(cases.as_bytes());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for record in reader.deserialize::<std::collections::HashMap<String, String>>() {
+        let case = record.unwrap();
+        let name = &case["name"];
+        let out = tmp.path().join(format!("{name}.jsonl"));
+        let (fleet, trace, flavors) = (
+            data(&case["fleet"]),
+            data(&case["trace"]),
+            data("replay/flavors.csv"),
+        );
+        let mut args = vec![
+            "replay",
+            "--strategy",
+            "nova",
+            "--fleet",
+            fleet.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+            "--flavors",
+            flavors.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(case["args"].split_whitespace());
+        let run = numasim(&args);
+        assert!(run.status.success(), "{name}: {}", stderr(&run));
+        assert!(
+            stderr(&run).contains("\"accounting_ok\":true"),
+            "{}",
+            stderr(&run)
+        );
+        let ours = std::fs::read_to_string(&out).unwrap();
+        let nova = &expected[name.as_str()];
+        if let Some((k, (a, b))) = ours
+            .lines()
+            .zip(nova.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+        {
+            panic!(
+                "{name}: line {} differs:\nnumasim: {a}\nnova:    {b}",
+                k + 1
+            );
+        }
+        assert_eq!(ours.len(), nova.len(), "{name}: lengths differ");
+        checked += 1;
+    }
+    assert_eq!(checked, expected.len(), "every archived replay is checked");
+}

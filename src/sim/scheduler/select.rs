@@ -442,3 +442,136 @@ impl HostIndex {
         (norms, ranked)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scheduler::placement::{ComputeNode, GuestUsage, Inventory};
+    use proptest::prelude::*;
+
+    fn host(
+        mem: i64,
+        mem_used: i64,
+        vcpus: i64,
+        vcpus_used: i64,
+        extra: (i64, i64, i64),
+    ) -> NovaHost {
+        let inv = |total: i64, ratio: f64| {
+            Some(Inventory {
+                total,
+                reserved: 0,
+                allocation_ratio: ratio,
+            })
+        };
+        NovaHost {
+            inventory: [inv(vcpus, 4.0), None, inv(mem, 1.5), None],
+            used: [vcpus_used, 0, mem_used, 0],
+            hyperthreading: true,
+            compute: ComputeNode {
+                hypervisor_version: extra.0,
+                failed_builds: extra.1,
+                ..ComputeNode::default()
+            },
+            vcpus,
+            memory_mb: mem,
+            vcpus_used,
+            memory_mb_used: mem_used,
+            local_gb_used: 0,
+            num_instances: extra.2,
+            cpu_allocation_ratio: 4.0,
+            ram_allocation_ratio: 1.5,
+        }
+    }
+
+    fn arb_host() -> impl Strategy<Value = NovaHost> {
+        // Small value ranges so that ties (the hard part) are common.
+        (
+            prop::sample::select(vec![4096i64, 8192, 16384]),
+            0i64..24,
+            prop::sample::select(vec![4i64, 8, 16]),
+            0i64..40,
+            (0i64..3, 0i64..2, 0i64..6),
+        )
+            .prop_map(|(mem, used_gb, vcpus, vused, extra)| {
+                host(
+                    mem,
+                    used_gb * 1024,
+                    vcpus,
+                    vused,
+                    (extra.0 * 1000, extra.1, extra.2),
+                )
+            })
+    }
+
+    fn arb_config() -> impl Strategy<Value = SchedulerConfig> {
+        (
+            prop::collection::vec(
+                prop::sample::select(vec![-2.0, -1.0, -0.5, 0.0, 0.25, 1.0, 3.0]),
+                Weigher::ALL.len(),
+            ),
+            1usize..5,
+            any::<bool>(),
+            prop::collection::vec(any::<bool>(), Weigher::ALL.len()),
+        )
+            .prop_map(|(mults, subset, shuffle, enabled)| {
+                let mut c = SchedulerConfig::default();
+                for (w, m) in Weigher::ALL.iter().zip(mults) {
+                    c.multipliers.insert(*w, m);
+                }
+                c.weighers = Weigher::ALL
+                    .iter()
+                    .zip(enabled)
+                    .filter(|(_, e)| *e)
+                    .map(|(w, _)| *w)
+                    .collect();
+                c.host_subset_size = subset;
+                c.shuffle_best_same_weighed_hosts = shuffle;
+                c
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+        /// The index finds the hosts, the weights and the choice of Nova's
+        /// full scan, also after claims and releases change hosts.
+        #[test]
+        fn index_equals_full_scan(
+            mut hosts in prop::collection::vec(arb_host(), 1..40),
+            config in arb_config(),
+            pass in prop::collection::vec(any::<bool>(), 40),
+            ask in (1i64..6, prop::sample::select(vec![512i64, 2048, 4096, 9000])),
+            moves in prop::collection::vec((0usize..40, any::<bool>()), 0..12),
+            seed in 0u64..1000,
+        ) {
+            let weighing = Weighing::new(&config);
+            let mut index = HostIndex::new(&weighing, &hosts);
+            let query = Amounts { amounts: [ask.0, 0, ask.1, 0], ..Amounts::default() };
+            let guest = GuestUsage { vcpus: ask.0, memory_mb: ask.1, ..GuestUsage::default() };
+            for step in 0..=moves.len() {
+                let passes = |i: usize| pass[i] && hosts[i].candidate(&query);
+                let survivors: Vec<usize> = (0..hosts.len()).filter(|&i| passes(i)).collect();
+                let (_, full) = rank_all(&weighing, &hosts, &survivors);
+                let (_, fast) = index.rank(&weighing, &config, &[query], passes);
+                prop_assert!(fast.len() <= full.len());
+                prop_assert!(enough(&config, &fast, fast.len() == full.len()));
+                if survivors.len() > 1 {
+                    prop_assert_eq!(&fast[..], &full[..fast.len()]);
+                } else {
+                    let f: Vec<usize> = fast.iter().map(|h| h.0).collect();
+                    prop_assert_eq!(f, survivors.clone());
+                }
+                if !full.is_empty() {
+                    let a = choose(&config, &full, &mut PyRandom::new(seed));
+                    let b = choose(&config, &fast, &mut PyRandom::new(seed));
+                    prop_assert_eq!(a.host, b.host);
+                }
+                if let Some(&(h, claim)) = moves.get(step) {
+                    let h = h % hosts.len();
+                    let alloc = [ask.0, 0, ask.1, 0];
+                    hosts[h].apply(&alloc, &guest, if claim { 1 } else { -1 });
+                    index.update(h, &hosts[h]);
+                }
+            }
+        }
+    }
+}
