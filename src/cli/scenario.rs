@@ -333,15 +333,19 @@ pub(super) fn explain(
     if !summary.is_empty() {
         outln!("refused by: {summary}");
     }
-    outln!(
-        "hosts in {} order (free RAM decides spread and pack; the first passing host wins{}):",
-        x.strategy,
-        if x.strategy == "random" {
-            "; random draws among the passing ones"
-        } else {
-            ""
-        }
-    );
+    if x.weighed.is_some() {
+        outln!("hosts in fleet order (Placement, then the enabled filters):");
+    } else {
+        outln!(
+            "hosts in {} order (free RAM decides spread and pack; the first passing host wins{}):",
+            x.strategy,
+            if x.strategy == "random" {
+                "; random draws among the passing ones"
+            } else {
+                ""
+            }
+        );
+    }
     for (k, v) in x.verdicts.iter().enumerate().take(show) {
         outln!(
             "  {:>3}. {:<20} free RAM {:>8} MB  {}",
@@ -357,6 +361,9 @@ pub(super) fn explain(
     }
     if x.verdicts.len() > show {
         outln!("  ... {} more (--show N)", x.verdicts.len() - show);
+    }
+    if let Some(w) = &x.weighed {
+        out!("{}", numasim::report::words::weighing(w, &x.verdicts, show));
     }
     Ok(0)
 }

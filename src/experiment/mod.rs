@@ -9,4 +9,5 @@ pub mod load;
 pub mod reference;
 pub mod run;
 pub mod scenario;
+pub mod scheduler;
 pub mod sweep;

@@ -40,6 +40,9 @@ pub fn reference_markdown() -> String {
         };
         match (t.as_str(), v.get("format").and_then(Value::as_str)) {
             ("number", _) => "number".into(),
+            ("integer", _) if v["minimum"].as_f64().is_some_and(|m| m >= 1.0) => {
+                format!("integer ≥ {}", v["minimum"])
+            }
             ("integer", Some(f)) if f.starts_with('u') => "integer ≥ 0".into(),
             ("", _) if v.get("oneOf").is_some() => "one of".into(),
             ("string", _) if v.get("enum").is_some() => "one of".into(),

@@ -623,7 +623,11 @@ impl Prepared {
             policy: self.placements[policy].clone(),
             growth: self.growth.clone(),
             migrate_mb_per_s: spec.rebalancing.migrate_mb_per_s,
-            scheduler: Default::default(),
+            scheduler: std::sync::Arc::new(
+                self.scenario
+                    .scheduler_for(policy)
+                    .map_err(|e| RunError::input(format!("policies[{policy}].scheduler: {e}")))?,
+            ),
             seed,
         };
         Ok(Simulation::new(hosts, self.catalog.clone(), config))

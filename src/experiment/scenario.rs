@@ -34,6 +34,10 @@ pub struct Scenario {
     pub flavors: Flavors,
     pub workload: Workload,
     pub policies: Vec<PolicySpec>,
+    /// Nova's scheduler options for the policies with `strategy = "nova"`
+    /// (a policy's own `scheduler` table overrides keys of this one).
+    #[serde(default)]
+    pub scheduler: Option<super::scheduler::SchedulerSpec>,
     #[serde(default)]
     pub cost: CostSpec,
     #[serde(default)]
@@ -45,6 +49,20 @@ fn default_seeds() -> Vec<u64> {
 }
 
 impl Scenario {
+    /// The scheduler configuration of policy `i` (`strategy = "nova"`):
+    /// Nova's defaults, then `[scheduler]`, then the policy's own table.
+    pub fn scheduler_for(
+        &self,
+        i: usize,
+    ) -> Result<crate::sim::scheduler::SchedulerConfig, String> {
+        let base = self.scheduler.clone().unwrap_or_default();
+        let spec = match &self.policies[i].scheduler {
+            Some(own) => base.overridden_by(own),
+            None => base,
+        };
+        spec.config()
+    }
+
     /// Every file a run of the scenario reads (host captures, node lists,
     /// flavors, traces), relative paths taken from `base`, sorted.
     pub fn input_files(&self, base: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -280,6 +298,10 @@ pub struct PolicySpec {
     /// `numad` and `autonuma`: intervals, scan rate, migration throughput.
     #[serde(default)]
     pub rebalancing: crate::sim::policy::Rebalancing,
+    /// `strategy = "nova"`: this policy's scheduler options, over the
+    /// scenario's `[scheduler]`.
+    #[serde(default)]
+    pub scheduler: Option<super::scheduler::SchedulerSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -315,6 +337,7 @@ impl Default for PolicySpec {
             name: None,
             manual: BTreeMap::new(),
             rebalancing: Default::default(),
+            scheduler: None,
         }
     }
 }
@@ -539,6 +562,19 @@ impl Scenario {
                         m.nodeset
                     ));
                 }
+            }
+        }
+        for (i, p) in self.policies.iter().enumerate() {
+            if p.scheduler.is_some() && p.strategy != Strategy::Nova {
+                return bad(format!(
+                    "policies[{i}].scheduler: Nova's scheduler options need strategy = \"nova\" (it is \"{}\")",
+                    p.strategy.as_str()
+                ));
+            }
+            if p.strategy == Strategy::Nova
+                && let Err(e) = self.scheduler_for(i)
+            {
+                return bad(format!("policies[{i}] scheduler: {e}"));
             }
         }
         if self.policies.is_empty() {

@@ -240,3 +240,56 @@ pub fn main_reason(why: &Rejection) -> String {
         }
     }
 }
+
+/// Nova's weighing of the passing hosts as a table: per host, its total
+/// weight and each weigher's normalised score (times the multiplier in the
+/// header), best first, as far as `show` rows.
+pub fn weighing(
+    w: &crate::sim::explain::Weighed,
+    verdicts: &[crate::sim::explain::HostVerdict],
+    show: usize,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let name = |h: usize| {
+        verdicts
+            .iter()
+            .find(|v| v.host == h)
+            .map_or_else(|| format!("host {h}"), |v| v.name.clone())
+    };
+    if w.ranked.is_empty() {
+        return out;
+    }
+    if w.ranked.len() == 1 {
+        let _ = writeln!(
+            out,
+            "weighing: one host passed, Nova takes it unweighed ({})",
+            name(w.ranked[0].0)
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "weighing ({} hosts passed; weight = sum of multiplier x normalised score; ties keep fleet order):",
+        w.ranked.len()
+    );
+    let mut header = format!("  {:>3}  {:<20} {:>10}", "#", "host", "weight");
+    for (name, m) in w.weighers.iter().zip(&w.multipliers) {
+        let _ = write!(header, "  {:>22}", format!("{name} x{m}"));
+    }
+    let _ = writeln!(out, "{header}");
+    for (k, (h, total, scores)) in w.ranked.iter().enumerate().take(show) {
+        let mut line = format!("  {:>3}. {:<20} {:>10.6}", k + 1, name(*h), total);
+        for s in scores {
+            let _ = write!(line, "  {s:>22.6}");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if w.ranked.len() > show {
+        let _ = writeln!(out, "  ... {} more (--show N)", w.ranked.len() - show);
+    }
+    if w.weighers.is_empty() {
+        let _ = writeln!(out, "  (no enabled weigher tells these hosts apart)");
+    }
+    out
+}

@@ -48,6 +48,18 @@ impl HostVerdict {
     }
 }
 
+/// Nova's weighing of the hosts that passed (`strategy = "nova"`): the
+/// weighers that can change an order, their multipliers, and per host the
+/// total weight and each weigher's normalised score, best first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weighed {
+    pub weighers: Vec<&'static str>,
+    pub multipliers: Vec<f64>,
+    /// `(host, total weight, normalised score per weigher)`; the scores are
+    /// empty when one host passed (Nova does not weigh a single host).
+    pub ranked: Vec<(usize, f64, Vec<f64>)>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
     pub guest: String,
@@ -58,6 +70,8 @@ pub struct Explanation {
     pub strategy: String,
     /// Every host, in the order the strategy tries them.
     pub verdicts: Vec<HostVerdict>,
+    /// Nova's scheduler only: how the passing hosts weigh.
+    pub weighed: Option<Weighed>,
 }
 
 impl Explanation {
@@ -75,6 +89,7 @@ impl Explanation {
             numa_cells: request.map_or(0, |t: &GuestTopology| t.cells.len()),
             strategy: sim.config.strategy.as_str().to_string(),
             verdicts,
+            weighed: None,
         }
     }
 
@@ -94,6 +109,7 @@ impl Explanation {
                     HostVerdict::new(i, &sim.hosts[i], Err(Refusal::InvalidRequest(e.clone())))
                 })
                 .collect(),
+            weighed: None,
         }
     }
 

@@ -157,8 +157,6 @@ pub struct Simulation {
     nova: Option<nova::NovaState>,
 }
 
-pub use nova::NovaExplanation;
-
 /// Capacity no flavor of the catalog can use (`Simulation::stranded`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stranded {
@@ -802,6 +800,19 @@ impl Simulation {
         request: Option<&GuestTopology>,
     ) -> super::explain::Explanation {
         let guest = self.guest_view(row, request);
+        if let Some((verdicts, weighed)) = self.explain_nova(&guest) {
+            let verdicts = verdicts
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let v = v.map_err(|r| self.analysed(i, &guest, r));
+                    super::explain::HostVerdict::new(i, &self.hosts[i], v)
+                })
+                .collect();
+            let mut x = super::explain::Explanation::new(self, &guest, verdicts);
+            x.weighed = Some(weighed);
+            return x;
+        }
         let mut fit_calls = 0;
         let verdicts = self
             .host_order()

@@ -8,10 +8,11 @@ use super::{SimError, Simulation};
 use crate::fit::FitError;
 use crate::request::GuestTopology;
 use crate::sim::binding::Binding;
+use crate::sim::explain::Weighed;
 use crate::sim::policy::GuestView;
 use crate::sim::refusal::Refusal;
 use crate::sim::scheduler::placement::{CLASSES, GuestUsage, NovaHost, ResourceRequest};
-use crate::sim::scheduler::select::{self, Norm};
+use crate::sim::scheduler::select;
 use crate::sim::scheduler::{Filter, HostIndex, PyRandom, SchedulerConfig, Weighing};
 use crate::workload::model::TraceRow;
 use std::collections::HashMap;
@@ -42,19 +43,10 @@ pub(super) enum Outcome {
     Refused(Refusal),
 }
 
-/// Every host's outcome and, for the survivors, the ranking and each
-/// weigher's normalised score (for `explain`).
-pub struct NovaExplanation {
-    pub outcomes: Vec<Result<(), Refusal>>,
-    pub weighers: Vec<&'static str>,
-    pub multipliers: Vec<f64>,
-    /// `(host, total weight, normalised score per weigher)`, best first.
-    pub ranked: Vec<(usize, f64, Vec<f64>)>,
-}
-
 impl NovaState {
     pub fn new(config: Arc<SchedulerConfig>, hosts: Vec<NovaHost>, seed: u64) -> NovaState {
-        let weighing = Weighing::new(&config);
+        // Flavors carry no disk here, so free disk never changes in a run.
+        let weighing = Weighing::new(&config).without_constant(&hosts, false);
         let index = (!config.truncates(hosts.len())).then(|| HostIndex::new(&weighing, &hosts));
         NovaState {
             weighing,
@@ -274,29 +266,28 @@ impl Simulation {
         }
     }
 
-    /// Every host's outcome for the row's guest and the survivors' ranking
-    /// with each weigher's normalised score; changes nothing.
-    pub fn explain_nova(
+    /// Every host's verdict for the row's guest in Nova's path (fleet
+    /// order) and the survivors' ranking with each weigher's normalised
+    /// score; changes nothing. `None` unless the strategy is Nova's.
+    pub(super) fn explain_nova(
         &self,
-        row: &TraceRow,
-        request: Option<&GuestTopology>,
-    ) -> Result<Option<NovaExplanation>, FitError> {
-        let Some(nova) = self.nova.as_ref() else {
-            return Ok(None);
-        };
-        let req = self.nova_request(&nova.config, row, request);
-        let guest = self.guest_view(row, request);
-        let mut outcomes = Vec::with_capacity(self.hosts.len());
-        for i in 0..self.hosts.len() {
-            outcomes.push(match self.nova_outcome(nova, i, &req, &guest, &mut 0)? {
-                Outcome::Passes(_) => Ok(()),
-                Outcome::Refused(r) => Err(r),
-            });
-        }
-        let mut passes = |i: usize| outcomes[i].is_ok();
+        guest: &GuestView,
+    ) -> Option<(Vec<crate::sim::policy::Verdict>, Weighed)> {
+        let nova = self.nova.as_ref()?;
+        let req = self.nova_request(&nova.config, guest.row, guest.request);
+        let verdicts: Vec<crate::sim::policy::Verdict> = (0..self.hosts.len())
+            .map(|i| match self.nova_outcome(nova, i, &req, guest, &mut 0) {
+                Ok(Outcome::Passes(b)) => Ok(b),
+                Ok(Outcome::Refused(r)) => Err(r),
+                // An error of the fit engine counts as no fit here.
+                Err(_) => Err(Refusal::NoFit(
+                    crate::sim::refusal::FitShortfall::Unexplained,
+                )),
+            })
+            .collect();
+        let mut passes = |i: usize| verdicts[i].is_ok();
         let survivors = self.nova_survivors(nova, &req, &mut passes);
         let (norms, ranked) = select::rank_all(&nova.weighing, &nova.hosts, &survivors);
-        let norms: Vec<Norm> = norms;
         let ranked = ranked
             .into_iter()
             .map(|(h, w)| {
@@ -308,8 +299,7 @@ impl Simulation {
                 (h, w, scores)
             })
             .collect();
-        Ok(Some(NovaExplanation {
-            outcomes,
+        let weighed = Weighed {
             weighers: nova
                 .weighing
                 .terms
@@ -318,7 +308,8 @@ impl Simulation {
                 .collect(),
             multipliers: nova.weighing.terms.iter().map(|t| t.multiplier).collect(),
             ranked,
-        }))
+        };
+        Some((verdicts, weighed))
     }
 
     /// Nova's view of host `i` (for tests and reports).

@@ -65,6 +65,22 @@ impl Weighing {
         Weighing { terms }
     }
 
+    /// Without the terms whose quantity is the same on every host and never
+    /// changes in a run (hypervisor version, failed builds, and free disk
+    /// while no guest asks for disk): they normalise to 0 everywhere.
+    pub fn without_constant(mut self, hosts: &[NovaHost], disk_changes: bool) -> Weighing {
+        self.terms.retain(|t| {
+            let fixed = match t.quantity {
+                Quantity::HypervisorVersion | Quantity::FailedBuilds => true,
+                Quantity::FreeDiskMb => !disk_changes,
+                _ => false,
+            };
+            let first = hosts.first().map(|h| value(h, t.quantity));
+            !fixed || hosts.iter().any(|h| Some(value(h, t.quantity)) != first)
+        });
+        self
+    }
+
     /// The term's normalised weight for raw value `v`.
     fn normalised(term: &Term, norm: Norm, v: f64) -> f64 {
         if norm.lo == norm.hi {
