@@ -166,19 +166,6 @@ pub fn rank_all(
     (norms, ranked)
 }
 
-/// How many ranked hosts the choice needs: the best `host_subset_size`,
-/// and with shuffling every host tied with the best.
-pub fn enough(config: &SchedulerConfig, ranked: &[(usize, f64)], exhausted: bool) -> bool {
-    if exhausted {
-        return true;
-    }
-    if ranked.len() < config.host_subset_size {
-        return false;
-    }
-    !config.shuffle_best_same_weighed_hosts
-        || ranked.last().map(|l| l.1) < ranked.first().map(|f| f.1)
-}
-
 /// The host `_get_sorted_hosts` returns first, from the best hosts in
 /// rank order (all of them, or at least what [`enough`] asks for).
 pub fn choose(config: &SchedulerConfig, ranked: &[(usize, f64)], rng: &mut PyRandom) -> Choice {
@@ -205,22 +192,221 @@ pub struct Choice {
     pub weight: f64,
 }
 
-/// Per-subtree extremes of the quantities the weighing reads and the
-/// largest room per resource class, over the fleet in fleet order.
+/// Per-subtree extremes of the quantities the weighing reads: over the
+/// hosts (with each resource class's largest room, to skip subtrees where
+/// Placement has no candidate), for the survivors' extremes; and over the
+/// distinct host states (the quantities' values), for the ranking. Hosts
+/// in one state weigh the same, so a busy fleet's thousands of hosts tied
+/// at the best weight are one leaf, and their fleet order is a sorted set.
 #[derive(Debug, Clone)]
 pub struct HostIndex {
     quantities: Vec<Quantity>,
+    hosts: Tree,
+    states: Tree,
+    slot_of: HashMap<Vec<u64>, usize>,
+    /// Per state slot: its hosts in fleet order, and its values.
+    members: Vec<BTreeSet<usize>>,
+    values: Vec<Vec<f64>>,
+    free_slots: Vec<usize>,
+    host_slot: Vec<usize>,
+}
+
+use std::collections::{BTreeSet, HashMap};
+
+/// Projection directions: `LAMBDA[k] = 2^(k/2 - 24)`, RAM MB per unit of
+/// free vCPU from 2^-24 to 2^23.5, which covers any normalisation and
+/// multiplier ratio in practice; outside it the box bound is used alone.
+const DIRECTIONS: usize = 96;
+
+fn lambda(k: usize) -> f64 {
+    (k as f64 / 2.0 - 24.0).exp2()
+}
+
+/// A segment tree over leaves that each hold a point (a value per
+/// quantity) or nothing: per node the minimum and maximum of each
+/// quantity, the number of points, optionally the largest room per
+/// resource class, and optionally, when the RAM and CPU weighers both count
+/// (positive multipliers, clamped at 0), the largest
+/// `max(ram, 0) + LAMBDA[k] * max(cpu, 0)` per direction `k`. A box of
+/// per-quantity maxima bounds a subtree loosely when its best-RAM and
+/// best-CPU points differ, which on a busy fleet is nearly every subtree;
+/// the projections bound it close to its best point in any direction
+/// between two of theirs.
+#[derive(Debug, Clone)]
+struct Tree {
     size: usize,
-    n: usize,
-    /// `[node * q + k]`.
+    q: usize,
     max: Vec<f64>,
     min: Vec<f64>,
-    /// `[node * 4 + class]`.
+    live: Vec<u32>,
     room: Vec<f64>,
+    pair: Option<(usize, usize)>,
+    proj: Vec<f64>,
+}
+
+impl Tree {
+    fn new(leaves: usize, q: usize, rooms: bool, pair: Option<(usize, usize)>) -> Tree {
+        let size = leaves.next_power_of_two().max(1);
+        Tree {
+            size,
+            q,
+            max: vec![f64::NEG_INFINITY; 2 * size * q],
+            min: vec![f64::INFINITY; 2 * size * q],
+            live: vec![0; 2 * size],
+            room: if rooms {
+                vec![f64::NEG_INFINITY; 2 * size * 4]
+            } else {
+                Vec::new()
+            },
+            pair,
+            proj: if pair.is_some() {
+                vec![f64::NEG_INFINITY; 2 * size * DIRECTIONS]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Sets leaf `i` (`None`: empty) without updating its ancestors.
+    fn put(&mut self, i: usize, point: Option<(&[f64], [f64; 4])>) {
+        let (q, node) = (self.q, self.size + i);
+        self.live[node] = u32::from(point.is_some());
+        for k in 0..q {
+            let v = point.map(|p| p.0[k]);
+            self.max[node * q + k] = v.unwrap_or(f64::NEG_INFINITY);
+            self.min[node * q + k] = v.unwrap_or(f64::INFINITY);
+        }
+        if !self.room.is_empty() {
+            for c in 0..4 {
+                self.room[node * 4 + c] = point.map_or(f64::NEG_INFINITY, |p| p.1[c]);
+            }
+        }
+        if let Some((r, c)) = self.pair {
+            for k in 0..DIRECTIONS {
+                self.proj[node * DIRECTIONS + k] = point.map_or(f64::NEG_INFINITY, |p| {
+                    p.0[r].max(0.0) + lambda(k) * p.0[c].max(0.0)
+                });
+            }
+        }
+    }
+
+    fn pull(&mut self, node: usize) {
+        let (q, l, r) = (self.q, 2 * node, 2 * node + 1);
+        self.live[node] = self.live[l] + self.live[r];
+        for k in 0..q {
+            self.max[node * q + k] = self.max[l * q + k].max(self.max[r * q + k]);
+            self.min[node * q + k] = self.min[l * q + k].min(self.min[r * q + k]);
+        }
+        if !self.room.is_empty() {
+            for c in 0..4 {
+                self.room[node * 4 + c] = self.room[l * 4 + c].max(self.room[r * 4 + c]);
+            }
+        }
+        if self.pair.is_some() {
+            for k in 0..DIRECTIONS {
+                self.proj[node * DIRECTIONS + k] =
+                    self.proj[l * DIRECTIONS + k].max(self.proj[r * DIRECTIONS + k]);
+            }
+        }
+    }
+
+    fn build(&mut self) {
+        for node in (1..self.size).rev() {
+            self.pull(node);
+        }
+    }
+
+    /// Sets leaf `i` and updates its ancestors.
+    fn set(&mut self, i: usize, point: Option<(&[f64], [f64; 4])>) {
+        self.put(i, point);
+        let mut node = (self.size + i) / 2;
+        while node >= 1 {
+            self.pull(node);
+            node /= 2;
+        }
+    }
+
+    /// Whether some point below `node` might be a candidate of some query.
+    fn may_fit(&self, node: usize, queries: &[Amounts]) -> bool {
+        self.live[node] > 0
+            && (self.room.is_empty()
+                || queries.iter().any(|a| {
+                    a.amounts
+                        .iter()
+                        .enumerate()
+                        .all(|(c, &amount)| amount == 0 || self.room[node * 4 + c] >= amount as f64)
+                }))
+    }
+
+    /// The leftmost leaf position below `node`.
+    fn first(&self, node: usize) -> usize {
+        let mut n = node;
+        while n < self.size {
+            n *= 2;
+        }
+        n - self.size
+    }
+
+    /// Best-first over the tree by `key(node)`; calls `visit(leaf, key)`
+    /// for each point reached, in key order (equal keys: leftmost first),
+    /// until it returns `false`.
+    fn search(
+        &self,
+        queries: &[Amounts],
+        key: impl Fn(usize) -> f64,
+        mut visit: impl FnMut(usize, f64) -> bool,
+    ) {
+        let mut heap = BinaryHeap::new();
+        if !self.may_fit(1, queries) {
+            return;
+        }
+        let entry = |node: usize| Entry {
+            key: key(node),
+            first: self.first(node),
+            node,
+            leaf: node >= self.size,
+        };
+        heap.push(entry(1));
+        while let Some(e) = heap.pop() {
+            if e.leaf {
+                if !visit(e.node - self.size, e.key) {
+                    return;
+                }
+                continue;
+            }
+            for child in [2 * e.node, 2 * e.node + 1] {
+                if self.may_fit(child, queries) {
+                    heap.push(entry(child));
+                }
+            }
+        }
+    }
+
+    /// An upper bound of `a * max(ram, 0) / ram_hi + b * max(cpu, 0) / cpu_hi`
+    /// over the points below `node` from its projections (`None` when the
+    /// direction is outside the grid), with a relative margin far above
+    /// the rounding of either computation.
+    fn pair_bound(&self, node: usize, a: f64, ram_hi: f64, b: f64, cpu_hi: f64) -> Option<f64> {
+        let (wr, wc) = (a / ram_hi, b / cpu_hi);
+        let direction = wc / wr;
+        let pos = (direction.log2() + 24.0) * 2.0;
+        if !(pos >= 0.0 && pos < (DIRECTIONS - 1) as f64) {
+            return None;
+        }
+        let k = pos.floor() as usize;
+        let (lo, hi) = (lambda(k), lambda(k + 1));
+        // direction = alpha * lo + (1 - alpha) * hi, and for c >= 0:
+        // r + direction * c <= alpha * M[k] + (1 - alpha) * M[k + 1].
+        let alpha = ((hi - direction) / (hi - lo)).clamp(0.0, 1.0);
+        let m = alpha * self.proj[node * DIRECTIONS + k]
+            + (1.0 - alpha) * self.proj[node * DIRECTIONS + k + 1];
+        let bound = wr * m;
+        Some(bound + bound.abs() * 1e-9 + 1e-300)
+    }
 }
 
 /// A best-first search entry: larger key first; at equal keys the smaller
-/// first fleet position, and a subtree before the leaf starting there.
+/// first leaf position, and a subtree before the leaf starting there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Entry {
     key: f64,
@@ -251,121 +437,80 @@ impl HostIndex {
                 quantities.push(t.quantity);
             }
         }
-        let n = hosts.len();
-        let size = n.next_power_of_two().max(1);
-        let q = quantities.len();
+        let slot_of_weigher = |w: Weigher| {
+            weighing
+                .terms
+                .iter()
+                .find(|t| t.weigher == w && t.multiplier > 0.0 && t.minval == Some(0.0))
+                .and_then(|t| quantities.iter().position(|&x| x == t.quantity))
+        };
+        let pair = slot_of_weigher(Weigher::Ram).zip(slot_of_weigher(Weigher::Cpu));
+        let (n, q) = (hosts.len(), quantities.len());
         let mut index = HostIndex {
+            hosts: Tree::new(n, q, true, None),
+            states: Tree::new(n, q, false, pair),
+            slot_of: HashMap::new(),
+            members: vec![BTreeSet::new(); n],
+            values: vec![Vec::new(); n],
+            free_slots: (0..n).rev().collect(),
+            host_slot: vec![usize::MAX; n],
             quantities,
-            size,
-            n,
-            max: vec![f64::NEG_INFINITY; 2 * size * q],
-            min: vec![f64::INFINITY; 2 * size * q],
-            room: vec![f64::NEG_INFINITY; 2 * size * 4],
         };
         for (i, h) in hosts.iter().enumerate() {
-            index.set_leaf(i, h);
+            let values = index.point(h);
+            index.hosts.put(i, Some((&values, rooms(h))));
+            index.enter(i, values, false);
         }
-        for node in (1..size).rev() {
-            index.pull(node);
-        }
+        index.hosts.build();
+        index.states.build();
         index
     }
 
-    fn set_leaf(&mut self, i: usize, host: &NovaHost) {
-        let node = self.size + i;
-        let q = self.quantities.len();
-        for k in 0..q {
-            let v = value(host, self.quantities[k]);
-            self.max[node * q + k] = v;
-            self.min[node * q + k] = v;
-        }
-        for class in 0..4 {
-            self.room[node * 4 + class] = host.room(class);
-        }
+    fn point(&self, host: &NovaHost) -> Vec<f64> {
+        self.quantities.iter().map(|&q| value(host, q)).collect()
     }
 
-    fn pull(&mut self, node: usize) {
-        let q = self.quantities.len();
-        let (l, r) = (2 * node, 2 * node + 1);
-        for k in 0..q {
-            self.max[node * q + k] = self.max[l * q + k].max(self.max[r * q + k]);
-            self.min[node * q + k] = self.min[l * q + k].min(self.min[r * q + k]);
-        }
-        for c in 0..4 {
-            self.room[node * 4 + c] = self.room[l * 4 + c].max(self.room[r * 4 + c]);
-        }
+    /// Puts host `i` into the state slot of `values` (creating it).
+    fn enter(&mut self, i: usize, values: Vec<f64>, update: bool) {
+        let key: Vec<u64> = values.iter().map(|v| v.to_bits()).collect();
+        let slot = match self.slot_of.get(&key) {
+            Some(&s) => s,
+            None => {
+                let s = self.free_slots.pop().expect("at most one state per host");
+                self.slot_of.insert(key, s);
+                if update {
+                    self.states.set(s, Some((&values, [0.0; 4])));
+                } else {
+                    self.states.put(s, Some((&values, [0.0; 4])));
+                }
+                self.values[s] = values;
+                s
+            }
+        };
+        self.members[slot].insert(i);
+        self.host_slot[i] = slot;
     }
 
     /// Host `i` changed (a claim or a release).
     pub fn update(&mut self, i: usize, host: &NovaHost) {
-        self.set_leaf(i, host);
-        let mut node = (self.size + i) / 2;
-        while node >= 1 {
-            self.pull(node);
-            node /= 2;
-        }
-    }
-
-    /// Whether some host below `node` might be a candidate of some query.
-    fn may_fit(&self, node: usize, queries: &[Amounts]) -> bool {
-        queries.iter().any(|a| {
-            a.amounts
-                .iter()
-                .enumerate()
-                .all(|(c, &amount)| amount == 0 || self.room[node * 4 + c] >= amount as f64)
-        })
-    }
-
-    /// The leftmost fleet position below `node`.
-    fn first(&self, node: usize) -> usize {
-        let mut n = node;
-        while n < self.size {
-            n *= 2;
-        }
-        n - self.size
-    }
-
-    /// Best-first over the tree by `key(node)`; calls `visit(host, key)`
-    /// for each host reached, in key order, until it returns `false`.
-    fn search(
-        &self,
-        queries: &[Amounts],
-        key: impl Fn(usize) -> f64,
-        mut visit: impl FnMut(usize, f64) -> bool,
-    ) {
-        let mut heap = BinaryHeap::new();
-        if self.n == 0 || !self.may_fit(1, queries) {
+        let values = self.point(host);
+        self.hosts.set(i, Some((&values, rooms(host))));
+        let old = self.host_slot[i];
+        if self.values[old] == values {
             return;
         }
-        let push = |heap: &mut BinaryHeap<Entry>, node: usize| {
-            let leaf = node >= self.size;
-            heap.push(Entry {
-                key: key(node),
-                first: self.first(node),
-                node,
-                leaf,
-            });
-        };
-        push(&mut heap, 1);
-        while let Some(e) = heap.pop() {
-            if e.leaf {
-                if !visit(e.node - self.size, e.key) {
-                    return;
-                }
-                continue;
-            }
-            for child in [2 * e.node, 2 * e.node + 1] {
-                if (child >= self.size && child - self.size >= self.n)
-                    || !self.may_fit(child, queries)
-                {
-                    continue;
-                }
-                push(&mut heap, child);
-            }
+        self.members[old].remove(&i);
+        if self.members[old].is_empty() {
+            let key: Vec<u64> = self.values[old].iter().map(|v| v.to_bits()).collect();
+            self.slot_of.remove(&key);
+            self.states.set(old, None);
+            self.free_slots.push(old);
         }
+        self.enter(i, values, true);
     }
 
-    /// The first host (in descending `sign * quantity k`) that `passes`.
+    /// The survivors' largest (or smallest) value of quantity `k`: the
+    /// first host that `passes` in that order.
     fn extreme(
         &self,
         queries: &[Amounts],
@@ -374,14 +519,15 @@ impl HostIndex {
         passes: &mut impl FnMut(usize) -> bool,
     ) -> Option<f64> {
         let q = self.quantities.len();
+        let tree = &self.hosts;
         let mut found = None;
-        self.search(
+        tree.search(
             queries,
             |node| {
                 if largest {
-                    self.max[node * q + k]
+                    tree.max[node * q + k]
                 } else {
-                    -self.min[node * q + k]
+                    -tree.min[node * q + k]
                 }
             },
             |host, key| {
@@ -396,10 +542,11 @@ impl HostIndex {
         found
     }
 
-    /// The hosts that pass, best first, as [`rank_all`] orders them, as
-    /// far as [`enough`] asks. `passes` must be the same test (placement and
-    /// filters) the full scan applies; `queries` prune subtrees in which no
-    /// host has room for any of them.
+    /// The hosts that pass, best first, as [`rank_all`] orders them: the
+    /// best `host_subset_size` (all that pass, if fewer), and with
+    /// shuffling every host tied with the best. `passes` must be the test
+    /// (placement and filters) the full scan applies; `queries` skip host
+    /// subtrees where no host has room for any of them.
     pub fn rank(
         &self,
         weighing: &Weighing,
@@ -408,16 +555,19 @@ impl HostIndex {
         mut passes: impl FnMut(usize) -> bool,
     ) -> (Vec<Norm>, Vec<(usize, f64)>) {
         let q = self.quantities.len();
-        let slot = |t: &Term| {
-            self.quantities
-                .iter()
-                .position(|&x| x == t.quantity)
-                .expect("every term's quantity is indexed")
-        };
+        let slots: Vec<usize> = weighing
+            .terms
+            .iter()
+            .map(|t| {
+                self.quantities
+                    .iter()
+                    .position(|&x| x == t.quantity)
+                    .expect("every term's quantity is indexed")
+            })
+            .collect();
         // The survivors' extremes, per quantity the terms need.
         let mut norms = Vec::with_capacity(weighing.terms.len());
-        for t in &weighing.terms {
-            let k = slot(t);
+        for (t, &k) in weighing.terms.iter().zip(&slots) {
             let Some(max) = self.extreme(queries, k, true, &mut passes) else {
                 return (Vec::new(), Vec::new());
             };
@@ -427,36 +577,101 @@ impl HostIndex {
             };
             norms.push(Weighing::norm(t, min, max));
         }
-        let slots: Vec<usize> = weighing.terms.iter().map(slot).collect();
+        // The RAM and CPU terms, when both normalise over a positive range.
+        let pair_terms = self.states.pair.and_then(|(r, c)| {
+            let rk = slots.iter().position(|&s| s == r)?;
+            let ck = slots.iter().position(|&s| s == c)?;
+            let (rn, cn) = (norms[rk], norms[ck]);
+            (rn.lo == 0.0 && rn.hi > 0.0 && cn.lo == 0.0 && cn.hi > 0.0).then_some((
+                rk,
+                ck,
+                rn.hi,
+                cn.hi,
+                weighing.terms[rk].multiplier,
+                weighing.terms[ck].multiplier,
+            ))
+        });
+        let tree = &self.states;
+        let bound = |node: usize| {
+            let extreme = |k: usize| {
+                let s = slots[k];
+                if weighing.terms[k].multiplier >= 0.0 {
+                    tree.max[node * q + s]
+                } else {
+                    tree.min[node * q + s]
+                }
+            };
+            // The box: every term at its best value in the subtree, summed
+            // as a host's weight is (rounding is monotone, so never below
+            // the weight of a state beneath). A leaf's box is its weight.
+            let boxed = weighing.weight(&norms, extreme);
+            if node >= tree.size {
+                return boxed;
+            }
+            let Some((rk, ck, ram_hi, cpu_hi, a, b)) = pair_terms else {
+                return boxed;
+            };
+            let Some(pair) = tree.pair_bound(node, a, ram_hi, b, cpu_hi) else {
+                return boxed;
+            };
+            let mut rest = 0.0;
+            for (k, t) in weighing.terms.iter().enumerate() {
+                if k != rk && k != ck {
+                    rest += t.multiplier * Weighing::normalised(t, norms[k], extreme(k));
+                }
+            }
+            let tighter = rest + pair;
+            boxed.min(tighter + tighter.abs() * 1e-9 + 1e-300)
+        };
+        let subset = config.host_subset_size;
+        let shuffle = config.shuffle_best_same_weighed_hosts;
         let mut ranked: Vec<(usize, f64)> = Vec::new();
-        let mut exhausted = true;
-        self.search(
-            queries,
-            |node| {
-                weighing.weight(&norms, |k| {
-                    let t = &weighing.terms[k];
-                    let s = slots[k];
-                    if t.multiplier >= 0.0 {
-                        self.max[node * q + s]
-                    } else {
-                        self.min[node * q + s]
-                    }
-                })
-            },
-            |host, w| {
-                if passes(host) {
-                    ranked.push((host, w));
-                    if enough(config, &ranked, false) {
-                        exhausted = false;
-                        return false;
+        // States of equal weight come one after another; their hosts are
+        // merged into fleet order before they are tested.
+        let mut group: Vec<usize> = Vec::new();
+        let mut group_weight = f64::NAN;
+        let mut take_group = |group: &mut Vec<usize>, w: f64, ranked: &mut Vec<(usize, f64)>| {
+            let mut hosts: Vec<usize> = group
+                .iter()
+                .flat_map(|&s| self.members[s].iter().copied())
+                .collect();
+            if group.len() > 1 {
+                hosts.sort_unstable();
+            }
+            group.clear();
+            let top_group = ranked.first().is_none_or(|f| f.1 == w);
+            for h in hosts {
+                if passes(h) {
+                    ranked.push((h, w));
+                    // With shuffling, every host tied with the best is needed.
+                    if ranked.len() >= subset && !(shuffle && top_group) {
+                        return true;
                     }
                 }
-                true
-            },
-        );
-        let _ = exhausted;
+            }
+            ranked.len() >= subset
+        };
+        let mut done = false;
+        tree.search(&[], bound, |slot, w| {
+            if !group.is_empty() && w != group_weight {
+                if take_group(&mut group, group_weight, &mut ranked) {
+                    done = true;
+                    return false;
+                }
+            }
+            group.push(slot);
+            group_weight = w;
+            true
+        });
+        if !done && !group.is_empty() {
+            take_group(&mut group, group_weight, &mut ranked);
+        }
         (norms, ranked)
     }
+}
+
+fn rooms(h: &NovaHost) -> [f64; 4] {
+    [h.room(0), h.room(1), h.room(2), h.room(3)]
 }
 
 #[cfg(test)]
@@ -569,7 +784,11 @@ mod tests {
                 let (_, full) = rank_all(&weighing, &hosts, &survivors);
                 let (_, fast) = index.rank(&weighing, &config, &[query], passes);
                 prop_assert!(fast.len() <= full.len());
-                prop_assert!(enough(&config, &fast, fast.len() == full.len()));
+                prop_assert!(fast.len() >= config.host_subset_size.min(full.len()));
+                if config.shuffle_best_same_weighed_hosts && !full.is_empty() {
+                    let tied = full.iter().take_while(|h| h.1 == full[0].1).count();
+                    prop_assert!(fast.len() >= tied);
+                }
                 if survivors.len() > 1 {
                     prop_assert_eq!(&fast[..], &full[..fast.len()]);
                 } else {
