@@ -653,11 +653,12 @@ impl HostIndex {
         };
         let mut done = false;
         tree.search(&[], bound, |slot, w| {
-            if !group.is_empty() && w != group_weight {
-                if take_group(&mut group, group_weight, &mut ranked) {
-                    done = true;
-                    return false;
-                }
+            if !group.is_empty()
+                && w != group_weight
+                && take_group(&mut group, group_weight, &mut ranked)
+            {
+                done = true;
+                return false;
             }
             group.push(slot);
             group_weight = w;
