@@ -96,7 +96,7 @@ fn sweep_is_thread_independent_and_shards_merge_into_the_same_bytes() {
     ));
     let agg = std::fs::read_to_string(one.join("aggregate.csv")).unwrap();
     let judged = numasim::report::metrics::judging().count();
-    assert_eq!(judged, 23);
+    assert_eq!(judged, 26);
     assert_eq!(agg.lines().count(), 1 + 12 * judged);
     let header: Vec<&str> = agg.lines().next().unwrap().split(',').collect();
     let col = |n: &str| header.iter().position(|h| *h == n).unwrap();

@@ -52,6 +52,7 @@ pub fn build_fleet(
             ram_allocation_ratio: entry.config.ram_allocation_ratio,
             network_metadata: None,
         });
+        template.pci = pci_pools(scenario, entry, &host, i)?;
         for _ in 0..count {
             let mut h = template.clone();
             h.name = format!("{}-{}", host.name, hosts.len());
@@ -59,6 +60,61 @@ pub fn build_fleet(
         }
     }
     Ok(hosts)
+}
+
+/// A fleet entry's PCI pools: its `pci` devices, and the captured devices
+/// its `device_spec` names; nodes must be the host's.
+fn pci_pools(
+    scenario: &Scenario,
+    entry: &FleetEntry,
+    host: &Host,
+    idx: usize,
+) -> Result<Vec<crate::fit::host::PciPool>, RunError> {
+    use crate::fit::host::PciPool;
+    let mut pools = Vec::new();
+    for (k, d) in entry.pci.iter().enumerate() {
+        if !host.cells.iter().any(|c| i64::from(c.id) == d.numa_node) {
+            return err(format!(
+                "fleet[{idx}].pci[{k}].numa_node = {}: the host has no such NUMA node",
+                d.numa_node
+            ));
+        }
+        let alias = d
+            .alias
+            .as_ref()
+            .and_then(|a| scenario.pci_alias.iter().find(|x| &x.name == a));
+        let pick = |own: &Option<String>, of_alias: Option<&String>| {
+            own.clone()
+                .or_else(|| of_alias.cloned())
+                .unwrap_or_default()
+        };
+        pools.push(PciPool {
+            vendor_id: pick(&d.vendor_id, alias.map(|a| &a.vendor_id)),
+            product_id: pick(&d.product_id, alias.map(|a| &a.product_id)),
+            dev_type: d
+                .dev_type
+                .clone()
+                .or_else(|| alias.and_then(|a| a.device_type.clone()))
+                .unwrap_or_else(|| "type-PCI".into()),
+            numa_node: Some(d.numa_node),
+            count: i64::from(d.count),
+        });
+    }
+    for d in &host.pci_devices {
+        if entry.device_spec.iter().any(|s| {
+            s.vendor_id.eq_ignore_ascii_case(&d.vendor_id)
+                && s.product_id.eq_ignore_ascii_case(&d.product_id)
+        }) {
+            pools.push(PciPool {
+                vendor_id: d.vendor_id.clone(),
+                product_id: d.product_id.clone(),
+                dev_type: d.dev_type.clone(),
+                numa_node: d.numa_node.map(i64::from),
+                count: i64::from(d.count),
+            });
+        }
+    }
+    Ok(pools)
 }
 
 fn host_for(entry: &FleetEntry, base: &Path, idx: usize) -> Result<Host, RunError> {

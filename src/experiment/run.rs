@@ -155,6 +155,8 @@ pub struct Prepared {
     pub growth: Vec<Option<crate::sim::config::Growth>>,
     /// Each policy's placement policy, built from the registry.
     pub placements: Vec<Arc<dyn crate::sim::PlacementPolicy>>,
+    /// The scenario's `[[pci_alias]]` entries.
+    pub pci_aliases: Arc<Vec<crate::request::pci::PciAlias>>,
     /// Nothing in the runs depends on the seed (a trace, no `random`
     /// strategy, no sampled shapes, no memory growth): the runs use only the
     /// first seed; this holds how many seeds were asked for.
@@ -363,15 +365,33 @@ pub fn prepare_scenario(
     // Seeds only where they matter: a trace replayed without random draws
     // gives the same result under every seed, so it runs once.
     let seeds_requested = scenario.seeds.len();
+    let draws = |i: usize, p: &super::scenario::PolicySpec| match p.strategy {
+        crate::sim::Strategy::Random => true,
+        crate::sim::Strategy::Nova => scenario
+            .scheduler_for(i)
+            .is_ok_and(|c| c.host_subset_size > 1 || c.shuffle_best_same_weighed_hosts),
+        _ => false,
+    };
     let seed_independent = trace.is_some()
-        && scenario
+        && !scenario
             .policies
             .iter()
-            .all(|p| p.strategy != crate::sim::Strategy::Random)
+            .enumerate()
+            .any(|(i, p)| draws(i, p))
         && scenario.flavors.shapes.iter().all(|r| r.share >= 1.0)
         && growth.iter().all(Option::is_none);
     if seed_independent {
         scenario.seeds.truncate(1);
+    }
+    let pci_aliases = scenario.pci_aliases();
+    for f in &catalog.flavors {
+        if f.spec("pci_passthrough:alias").is_some() {
+            crate::request::ImageProps::from_pairs(&[])
+                .and_then(|image| crate::request::pci::pci_requests(f, &image, &pci_aliases))
+                .map_err(|e| {
+                    RunError::input(format!("flavor `{}`: {}", f.name, e.message)).in_file(path)
+                })?;
+        }
     }
     Ok(Prepared {
         seed_independent: (seed_independent && seeds_requested > 1).then_some(seeds_requested),
@@ -387,6 +407,7 @@ pub fn prepare_scenario(
         shapes,
         twin: twin_report,
         placements,
+        pci_aliases: Arc::new(pci_aliases),
         ignored_flavor_settings: ignored,
     })
 }
@@ -619,10 +640,16 @@ impl Prepared {
             memory_mode: Some(spec.memory_mode),
             touched_fraction: self.touched.clone(),
             calibration: self.scenario.cost.calibration().map_err(RunError::input)?,
+            device_calibration: self
+                .scenario
+                .cost
+                .device_calibration()
+                .map_err(RunError::input)?,
             numa_aware_guests: self.scenario.cost.numa_aware_guests,
             policy: self.placements[policy].clone(),
             growth: self.growth.clone(),
             migrate_mb_per_s: spec.rebalancing.migrate_mb_per_s,
+            pci_aliases: self.pci_aliases.clone(),
             scheduler: std::sync::Arc::new(
                 self.scenario
                     .scheduler_for(policy)

@@ -34,6 +34,10 @@ pub struct Scenario {
     pub flavors: Flavors,
     pub workload: Workload,
     pub policies: Vec<PolicySpec>,
+    /// Nova's `[pci] alias` entries: what flavors' `pci_passthrough:alias`
+    /// names (`[[pci_alias]]`).
+    #[serde(default)]
+    pub pci_alias: Vec<PciAliasSpec>,
     /// Nova's scheduler options for the policies with `strategy = "nova"`
     /// (a policy's own `scheduler` table overrides keys of this one).
     #[serde(default)]
@@ -49,6 +53,20 @@ fn default_seeds() -> Vec<u64> {
 }
 
 impl Scenario {
+    /// The `[[pci_alias]]` entries as the request code takes them.
+    pub fn pci_aliases(&self) -> Vec<crate::request::pci::PciAlias> {
+        self.pci_alias
+            .iter()
+            .map(|a| crate::request::pci::PciAlias {
+                name: a.name.clone(),
+                vendor_id: a.vendor_id.clone(),
+                product_id: a.product_id.clone(),
+                device_type: a.device_type.clone(),
+                numa_policy: a.numa_policy.clone(),
+            })
+            .collect()
+    }
+
     /// The scheduler configuration of policy `i` (`strategy = "nova"`):
     /// Nova's defaults, then `[scheduler]`, then the policy's own table.
     pub fn scheduler_for(
@@ -105,7 +123,62 @@ pub struct FleetEntry {
     pub count: usize,
     #[serde(default)]
     pub config: HostConfigSpec,
+    /// PCI devices of each host of the entry, per NUMA node.
+    #[serde(default)]
+    pub pci: Vec<PciSpec>,
+    /// Nova's `[pci] device_spec`: which of a captured host's PCI devices
+    /// Nova tracks (by vendor and product); the others are not pools.
+    #[serde(default)]
+    pub device_spec: Vec<DeviceSpec>,
 }
+
+/// A group of identical PCI devices on one host NUMA node.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PciSpec {
+    /// A `[[pci_alias]]` name: the devices get its vendor, product and type.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// Vendor id (hex, `8086`), without `alias`.
+    #[serde(default)]
+    pub vendor_id: Option<String>,
+    /// Product id (hex, `154c`), without `alias`.
+    #[serde(default)]
+    pub product_id: Option<String>,
+    /// `type-PCI`, `type-PF` or `type-VF` (default: the alias's, else `type-PCI`).
+    #[serde(default)]
+    pub dev_type: Option<String>,
+    /// The host NUMA node (cell id) the devices are attached to.
+    pub numa_node: i64,
+    pub count: u32,
+}
+
+/// One `[pci] device_spec` entry.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    pub vendor_id: String,
+    pub product_id: String,
+}
+
+/// One `[pci] alias` entry.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PciAliasSpec {
+    pub name: String,
+    pub vendor_id: String,
+    pub product_id: String,
+    /// `type-PCI`, `type-PF` or `type-VF`; absent: any.
+    #[serde(default)]
+    pub device_type: Option<String>,
+    /// `required`, `legacy`, `preferred` or `socket` (the flavor's or image's
+    /// `hw:pci_numa_affinity_policy` wins).
+    #[serde(default)]
+    pub numa_policy: Option<String>,
+}
+
+/// The PCI device types Nova knows.
+pub const DEVICE_TYPES: [&str; 3] = ["type-PCI", "type-PF", "type-VF"];
 
 /// A node list of a public trace as a fleet. Public traces give each
 /// node's CPUs and memory but not its NUMA layout: each node becomes a host
@@ -375,9 +448,20 @@ pub struct CostSpec {
     /// all of the guest's memory.
     #[serde(default)]
     pub numa_aware_guests: bool,
+    /// SLIT value (as a string key) -> measured cost of reaching a PCI
+    /// device from that distance (DMA and interrupts crossing nodes), e.g.
+    /// `{ "21" = 1.3 }` from a NIC's throughput or latency measured local
+    /// and remote on your platform. Default: SLIT / 10, as for memory.
+    #[serde(default)]
+    pub device_calibration: BTreeMap<String, f64>,
 }
 
 impl CostSpec {
+    /// The device calibration (`device_calibration`), checked as memory's.
+    pub fn device_calibration(&self) -> Result<Calibration, String> {
+        calibration_points(&self.device_calibration, "cost.device_calibration")
+    }
+
     pub fn calibration(&self) -> Result<Calibration, String> {
         if let Some(name) = &self.platform {
             if !self.calibration.is_empty() {
@@ -391,20 +475,27 @@ impl CostSpec {
                 )
             });
         }
-        let mut points = Vec::new();
-        for (k, v) in &self.calibration {
-            let slit: u32 = k.parse().ok().filter(|s| *s >= 10).ok_or_else(|| {
-                format!("cost.calibration: key `{k}` is not a SLIT value (an integer, 10 or more)")
-            })?;
-            if !v.is_finite() || *v <= 0.0 {
-                return Err(format!("cost.calibration.{k}: {v} is not a positive ratio"));
-            }
-            points.push((slit, *v));
-        }
-        points.sort_by_key(|p| p.0);
-        Ok(Calibration { points })
+        calibration_points(&self.calibration, "cost.calibration")
     }
 }
+
+/// A SLIT -> ratio table from the scenario, checked; errors name `key`.
+fn calibration_points(table: &BTreeMap<String, f64>, key: &str) -> Result<Calibration, String> {
+    let mut points = Vec::new();
+    for (k, v) in table {
+        let slit: u32 = k.parse().ok().filter(|s| *s >= 10).ok_or_else(|| {
+            format!("{key}: key `{k}` is not a SLIT value (an integer, 10 or more)")
+        })?;
+        if !v.is_finite() || *v <= 0.0 {
+            return Err(format!("{key}.{k}: {v} is not a positive ratio"));
+        }
+        points.push((slit, *v));
+    }
+    points.sort_by_key(|p| p.0);
+    Ok(Calibration { points })
+}
+
+impl CostSpec {}
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -561,6 +652,58 @@ impl Scenario {
                         "policies[{i}].manual.\"{flavor}\".nodeset = `{}`: expected node ids such as 0-1,3",
                         m.nodeset
                     ));
+                }
+            }
+        }
+        for (i, a) in self.pci_alias.iter().enumerate() {
+            if self.pci_alias[..i].iter().any(|b| b.name == a.name) {
+                return bad(format!("pci_alias[{i}].name = `{}`: defined twice", a.name));
+            }
+            if let Some(t) = &a.device_type
+                && !DEVICE_TYPES.contains(&t.as_str())
+            {
+                return bad(format!(
+                    "pci_alias[{i}].device_type = `{t}`: expected one of {}",
+                    DEVICE_TYPES.join(", ")
+                ));
+            }
+            if let Some(p) = &a.numa_policy
+                && !crate::request::PCI_POLICIES.contains(&p.as_str())
+            {
+                return bad(format!(
+                    "pci_alias[{i}].numa_policy = `{p}`: expected one of {}",
+                    crate::request::PCI_POLICIES.join(", ")
+                ));
+            }
+        }
+        for (i, f) in self.fleet.iter().enumerate() {
+            for (k, d) in f.pci.iter().enumerate() {
+                let at = format!("fleet[{i}].pci[{k}]");
+                match (&d.alias, &d.vendor_id, &d.product_id) {
+                    (Some(a), None, None) => {
+                        if !self.pci_alias.iter().any(|x| &x.name == a) {
+                            return bad(format!(
+                                "{at}.alias = `{a}`: no [[pci_alias]] has that name"
+                            ));
+                        }
+                    }
+                    (None, Some(_), Some(_)) => {}
+                    _ => {
+                        return bad(format!(
+                            "{at}: give either `alias` or both `vendor_id` and `product_id`"
+                        ));
+                    }
+                }
+                if let Some(t) = &d.dev_type
+                    && !DEVICE_TYPES.contains(&t.as_str())
+                {
+                    return bad(format!(
+                        "{at}.dev_type = `{t}`: expected one of {}",
+                        DEVICE_TYPES.join(", ")
+                    ));
+                }
+                if d.count > 1 << 16 {
+                    return bad(format!("{at}.count = {}: expected at most 65536", d.count));
                 }
             }
         }

@@ -504,24 +504,11 @@ fn error_out(e: &RequestError) -> Value {
     ])
 }
 
-fn pci_context(
-    case: &Value,
-    flavor: &Flavor,
-    image: &ImageProps,
-) -> Result<(Option<Vec<PciPool>>, Vec<PciRequest>), RequestError> {
-    let pools_v = case
-        .get("host")
-        .and_then(|h| h.get("pci_pools"))
-        .filter(|v| !v.is_null());
-    let reqs_v = case
-        .get("pci_requests")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty());
-    if pools_v.is_none() && reqs_v.is_none() {
-        return Ok((None, Vec::new()));
-    }
+/// A host's `pci_pools` list (`vendor_id`, `product_id`, `dev_type`,
+/// `numa_node`, `count`); anything else than a list is no pools.
+pub fn parse_pools(v: &Value) -> Result<Vec<PciPool>, RequestError> {
     let mut pools = Vec::new();
-    for p in pools_v.and_then(Value::as_array).into_iter().flatten() {
+    for p in v.as_array().into_iter().flatten() {
         let field = |k: &str| {
             p.get(k).map(string).ok_or_else(|| RequestError {
                 phase: Phase::Pci,
@@ -545,6 +532,29 @@ fn pci_context(
             })?,
         });
     }
+    Ok(pools)
+}
+
+fn pci_context(
+    case: &Value,
+    flavor: &Flavor,
+    image: &ImageProps,
+) -> Result<(Option<Vec<PciPool>>, Vec<PciRequest>), RequestError> {
+    let pools_v = case
+        .get("host")
+        .and_then(|h| h.get("pci_pools"))
+        .filter(|v| !v.is_null());
+    let reqs_v = case
+        .get("pci_requests")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty());
+    if pools_v.is_none() && reqs_v.is_none() {
+        return Ok((None, Vec::new()));
+    }
+    let pools = match pools_v {
+        Some(v) => parse_pools(v)?,
+        None => Vec::new(),
+    };
     let mut requests = Vec::new();
     if let Some(reqs) = reqs_v {
         let affinity = pci_numa_policy(flavor, image)?;

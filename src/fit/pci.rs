@@ -91,17 +91,33 @@ pub fn support_requests(
     cell_ids: &[i64],
     host_cells: &[HostCell],
 ) -> bool {
+    plan(pools, requests, cell_ids, host_cells).is_some()
+}
+
+/// The devices `support_requests` would consume: `(pool index, count)`
+/// in the order taken, or `None` when the requests cannot all be served.
+/// A claim takes exactly these, so the filter and the claim agree.
+pub fn plan(
+    pools: &[PciPool],
+    requests: &[PciRequest],
+    cell_ids: &[i64],
+    host_cells: &[HostCell],
+) -> Option<Vec<(usize, i64)>> {
+    // Working copy; `origin[k]` is the pool a working entry came from
+    // (emptied pools leave the copy, as Nova's do).
     let mut pools: Vec<PciPool> = pools.to_vec();
+    let mut origin: Vec<usize> = (0..pools.len()).collect();
+    let mut taken = Vec::new();
     for request in requests {
         let by_spec: Vec<usize> = (0..pools.len())
             .filter(|&i| request.spec.iter().any(|s| spec_matches(&pools[i], s)))
             .collect();
         if total(&by_spec, &pools) < request.count {
-            return false;
+            return None;
         }
         let by_numa = filter_numa(by_spec, &pools, request, cell_ids, host_cells);
         if total(&by_numa, &pools) < request.count {
-            return false;
+            return None;
         }
         let wants = |t: &str| {
             request
@@ -109,18 +125,22 @@ pub fn support_requests(
                 .iter()
                 .any(|s| s.iter().any(|(k, v)| k == "dev_type" && v == t))
         };
-        let mut filtered: Vec<usize> = by_numa
+        let filtered: Vec<usize> = by_numa
             .into_iter()
             .filter(|&i| wants("type-PF") || pools[i].dev_type != "type-PF")
             .filter(|&i| wants("vdpa") || pools[i].dev_type != "vdpa")
             .collect();
         if total(&filtered, &pools) < request.count || filtered.is_empty() {
-            return false;
+            return None;
         }
         // Consume: take from the filtered pools in order; emptied pools go away.
         let mut count = request.count;
         let mut removed = Vec::new();
         for &i in &filtered {
+            let take = pools[i].count.min(count);
+            if take > 0 {
+                taken.push((origin[i], take));
+            }
             if pools[i].count > count {
                 pools[i].count -= count;
                 count = 0;
@@ -135,10 +155,17 @@ pub fn support_requests(
         removed.sort_unstable();
         for i in removed.into_iter().rev() {
             pools.remove(i);
+            origin.remove(i);
         }
-        filtered.clear();
     }
-    true
+    Some(taken)
+}
+
+/// Takes (`sign` 1) or gives back (-1) the devices of a plan.
+pub fn apply_plan(pools: &mut [PciPool], taken: &[(usize, i64)], sign: i64) {
+    for &(i, n) in taken {
+        pools[i].count -= sign * n;
+    }
 }
 
 /// Free devices per NUMA node, for ordering host cells.

@@ -50,6 +50,12 @@ impl fmt::Display for Refusal {
                 }
             ),
             Refusal::Filter { filter } => write!(f, "refused by {filter}"),
+            Refusal::PciDevices { asked } => {
+                write!(
+                    f,
+                    "no {asked} free PCI device(s) matching the guest's aliases"
+                )
+            }
         }
     }
 }

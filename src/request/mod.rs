@@ -2,6 +2,7 @@
 //! and errors of Nova's `numa_get_constraints` (nova 34.0.0), in the same
 //! order, so an invalid request fails with the exception Nova raises.
 
+pub mod pci;
 pub mod py;
 
 use crate::fit::pyset::PySet;

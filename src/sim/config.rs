@@ -85,6 +85,8 @@ pub struct SimConfig {
     /// Fraction of its memory each guest touches, per catalog flavor (1 when absent).
     pub touched_fraction: Vec<f64>,
     pub calibration: super::cost::Calibration,
+    /// SLIT distance to measured cost of reaching a PCI device across nodes.
+    pub device_calibration: super::cost::Calibration,
     /// How guests are put on host cells (`sim::policy`).
     pub policy: Arc<dyn PlacementPolicy>,
     /// Memory growth per catalog flavor (empty: none grows).
@@ -95,6 +97,8 @@ pub struct SimConfig {
     /// own guest cell; otherwise (the default) every vCPU touches all of
     /// the guest's memory uniformly.
     pub numa_aware_guests: bool,
+    /// The operator's `[pci] alias` definitions flavors' `pci_passthrough:alias` names.
+    pub pci_aliases: Arc<Vec<crate::request::pci::PciAlias>>,
     /// Nova's scheduler options, for `Strategy::Nova`.
     pub scheduler: Arc<super::scheduler::SchedulerConfig>,
     pub seed: u64,
@@ -110,10 +114,12 @@ impl Default for SimConfig {
             memory_mode: None,
             touched_fraction: Vec::new(),
             calibration: Default::default(),
+            device_calibration: Default::default(),
             policy: Arc::new(Nova),
             growth: Vec::new(),
             migrate_mb_per_s: super::policy::Rebalancing::default().migrate_mb_per_s,
             numa_aware_guests: false,
+            pci_aliases: Default::default(),
             scheduler: Default::default(),
             seed: 0,
         }

@@ -414,3 +414,68 @@ mod tests {
         assert!(Calibration::of_platform("pentium").is_none());
     }
 }
+
+/// Where a placed guest's PCI devices sit relative to its own host cells,
+/// and what reaching them costs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DeviceUse {
+    pub devices: i64,
+    /// On one of the guest's own cells.
+    pub local: i64,
+    /// Elsewhere on the socket of one of its own cells.
+    pub same_socket: i64,
+    /// On another socket, or on a node the firmware does not name.
+    pub remote: i64,
+    /// Sum over devices of the device access factor: the mean, over the
+    /// guest's own cells, of the device calibration's ratio of the SLIT
+    /// distance between that cell and the device's node (1 = local; a device
+    /// of unknown node costs as the farthest cell).
+    pub factor_sum: f64,
+}
+
+/// The devices `taken` (node, count) of a guest whose own cells are `own`
+/// (positions), on a host with `model` and cell `sockets` (by position).
+pub fn device_use(
+    model: &HostModel,
+    sockets: &[Option<i64>],
+    own: &[usize],
+    taken: &[(Option<i64>, i64)],
+    cal: &Calibration,
+) -> DeviceUse {
+    let mut u = DeviceUse::default();
+    if own.is_empty() {
+        return u;
+    }
+    for &(node, n) in taken {
+        u.devices += n;
+        let pos = node.and_then(|id| model.cell_index(id));
+        let factor = match pos {
+            Some(p) => {
+                own.iter()
+                    .map(|&c| cal.ratio(model.distances[c][p]))
+                    .sum::<f64>()
+                    / own.len() as f64
+            }
+            None => {
+                own.iter()
+                    .map(|&c| {
+                        model.distances[c]
+                            .iter()
+                            .map(|&d| cal.ratio(d))
+                            .fold(1.0, f64::max)
+                    })
+                    .sum::<f64>()
+                    / own.len() as f64
+            }
+        };
+        u.factor_sum += factor * n as f64;
+        match pos {
+            Some(p) if own.contains(&p) => u.local += n,
+            Some(p) if sockets[p].is_some() && own.iter().any(|&c| sockets[c] == sockets[p]) => {
+                u.same_socket += n
+            }
+            _ => u.remote += n,
+        }
+    }
+    u
+}

@@ -58,6 +58,8 @@ pub struct SimHost {
     pub limits: Option<crate::fit::Limits>,
     /// What its compute node reports beyond the topology (Nova's scheduler reads it).
     pub compute: crate::sim::scheduler::placement::ComputeNode,
+    /// Its PCI device pools with their free counts (claims take devices).
+    pub pci: Vec<crate::fit::host::PciPool>,
 }
 
 impl SimHost {
@@ -78,6 +80,7 @@ impl SimHost {
             initial_cell_cpu: vcpu_used,
             limits: None,
             compute: Default::default(),
+            pci: Vec::new(),
         }
     }
 
@@ -134,6 +137,7 @@ pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
                 let name = format!("{prefix}{}", out.len());
                 let mut h = SimHost::new(name, topo.clone(), shared.clone());
                 h.compute = compute;
+                h.pci = pools_of(model).map_err(|m| FleetError(format!("hosts[{k}].model.{m}")))?;
                 out.push(h);
             }
         } else if let Some(host) = e.get("host") {
@@ -149,6 +153,7 @@ pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
                 compute_of(host).map_err(|m| FleetError(format!("hosts[{k}].host.{m}")))?;
             let mut h = SimHost::new(name, topo, model);
             h.compute = compute;
+            h.pci = pools_of(host).map_err(|m| FleetError(format!("hosts[{k}].host.{m}")))?;
             out.push(h);
         } else {
             return Err(FleetError(format!(
@@ -164,6 +169,44 @@ pub fn fleet_from_json(text: &str) -> Result<Vec<SimHost>, FleetError> {
         return Err(FleetError("no hosts".into()));
     }
     Ok(out)
+}
+
+/// A host object's optional `pci_pools` (the fit-case format), checked:
+/// counts from 0 to 2^20 and NUMA nodes among the host's cells.
+fn pools_of(host: &Value) -> Result<Vec<crate::fit::host::PciPool>, String> {
+    let Some(v) = host.get("pci_pools").filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    if !v.is_array() {
+        return Err("pci_pools: expected a list".into());
+    }
+    let pools =
+        crate::fit::case::parse_pools(v).map_err(|e| format!("pci_pools: {}", e.message))?;
+    let cells: Vec<i64> = host
+        .get("cells")
+        .and_then(Value::as_array)
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c.get("id").and_then(Value::as_i64))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (i, p) in pools.iter().enumerate() {
+        if !(0..=1 << 20).contains(&p.count) {
+            return Err(format!(
+                "pci_pools[{i}].count = {}: expected 0 to 2^20",
+                p.count
+            ));
+        }
+        if let Some(n) = p.numa_node
+            && !cells.contains(&n)
+        {
+            return Err(format!(
+                "pci_pools[{i}].numa_node = {n}: the host has no such cell"
+            ));
+        }
+    }
+    Ok(pools)
 }
 
 /// A host object's optional `compute` record (what Nova's scheduler reads
@@ -306,6 +349,9 @@ pub fn topology_for_nova(host: &Host) -> HostTopology {
 }
 
 /// A fleet host built from a host model (synthetic, preset or captured).
+/// A captured or synthetic host as the simulator's host. Its captured PCI
+/// devices are not pools: Nova tracks only devices its `device_spec`
+/// names (`experiment::fleet` adds those).
 pub fn sim_host_from_model(name: String, host: &Host, model: Arc<HostModel>) -> SimHost {
     SimHost::new(name, topology_for_nova(host), model)
 }

@@ -21,6 +21,15 @@ pub struct RunMetrics {
     /// Bad trace rows skipped (`--skip-bad-rows`).
     pub skipped_rows: u64,
     pub spanning_guests: u64,
+    /// PCI devices given to the guests placed in the window: all, on one of
+    /// the guest's own cells, on another socket (or a node the firmware
+    /// does not name); the local fraction and the mean device access factor
+    /// (both 0 when no device was given).
+    pub pci_devices: u64,
+    pub pci_local_devices: u64,
+    pub pci_remote_devices: u64,
+    pub pci_local_fraction: f64,
+    pub device_access_factor: f64,
     /// NUMA guests with pages outside their host cells, and how many MB in all.
     pub spilled_guests: u64,
     pub spilled_mb: f64,
@@ -120,6 +129,7 @@ pub struct MetricsCollector {
     migrate_mb_per_s: f64,
     pub metrics: RunMetrics,
     remote_sum: f64,
+    device_factor_sum: f64,
     latency_sum: f64,
     latencies: Vec<f64>,
     costed: u64,
@@ -159,6 +169,7 @@ impl MetricsCollector {
                 ..RunMetrics::default()
             },
             remote_sum: 0.0,
+            device_factor_sum: 0.0,
             latency_sum: 0.0,
             latencies: Vec::new(),
             costed: 0,
@@ -276,6 +287,10 @@ impl MetricsCollector {
             m.latency_time_weighted = self.area[4] / self.area[5];
         }
         m.migration_s = m.migrated_mb / self.migrate_mb_per_s.max(1e-12);
+        if m.pci_devices > 0 {
+            m.pci_local_fraction = m.pci_local_devices as f64 / m.pci_devices as f64;
+            m.device_access_factor = self.device_factor_sum / m.pci_devices as f64;
+        }
         if self.costed > 0 {
             m.remote_access_fraction = self.remote_sum / self.costed as f64;
             m.mean_latency_factor = self.latency_sum / self.costed as f64;
@@ -348,6 +363,15 @@ impl Observer for MetricsCollector {
                 flavor: row.flavor,
                 why: why.clone(),
             });
+        }
+    }
+
+    fn devices(&mut self, t: f64, _row: &TraceRow, used: &super::cost::DeviceUse) {
+        if self.measured(t) {
+            self.metrics.pci_devices += used.devices as u64;
+            self.metrics.pci_local_devices += used.local as u64;
+            self.metrics.pci_remote_devices += used.remote as u64;
+            self.device_factor_sum += used.factor_sum;
         }
     }
 

@@ -30,6 +30,8 @@ pub trait Observer {
     fn arrival(&mut self, _t: f64, _row: &TraceRow, _decision: &Decision, _sim: &Simulation) {}
     /// A placed guest's cost, right after placement.
     fn guest_cost(&mut self, _t: f64, _row: &TraceRow, _cost: &GuestCost) {}
+    /// A placed guest's PCI devices, right after placement.
+    fn devices(&mut self, _t: f64, _row: &TraceRow, _use: &super::cost::DeviceUse) {}
     fn departure(&mut self, _t: f64, _row: usize, _sim: &Simulation) {}
     /// A running guest's touched memory grew (`flavors.growth`).
     fn growth(&mut self, _t: f64, _row: usize, _outcome: GrowthOutcome, _sim: &Simulation) {}

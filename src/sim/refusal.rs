@@ -33,6 +33,8 @@ pub enum Refusal {
     Placement { class: &'static str, asked: i64 },
     /// Nova's scheduler: Placement's trait check (`required` or forbidden).
     PlacementTrait { name: &'static str, required: bool },
+    /// The host lacks free PCI devices for the guest's requests (`asked` devices in all).
+    PciDevices { asked: i64 },
     /// Nova's scheduler: an enabled filter refused the host.
     Filter { filter: &'static str },
 }

@@ -113,10 +113,49 @@ impl Simulation {
             true,
             Some(&p.pages),
         )?;
+        self.give_back_devices(p.host, &p.pci_taken);
         if let Some((alloc, usage)) = &p.nova {
-            self.nova_apply(p.host, alloc, usage, -1);
+            let devices = p.pci_taken.iter().map(|t| t.1).sum();
+            self.nova_apply(p.host, alloc, usage, devices, -1);
         }
         Ok(Some(p))
+    }
+
+    /// Takes the guest's PCI devices on `host` as Nova's claim would: the
+    /// pools its requests' NUMA policy allows for the binding's cells
+    /// (any pool, if the binding keeps no cells the plan can serve).
+    pub(super) fn take_devices(
+        &mut self,
+        host: usize,
+        row: &crate::workload::model::TraceRow,
+        binding: &Binding,
+    ) -> Vec<(usize, i64)> {
+        let requests = self.pci_requests_of(row).to_vec();
+        if requests.is_empty() {
+            return Vec::new();
+        }
+        let h = &self.hosts[host];
+        let cells: Vec<i64> = match binding.fitted() {
+            Some(f) => f.cells.iter().map(|c| c.id).collect(),
+            None => binding
+                .own_cells(&h.model)
+                .into_iter()
+                .map(|p| h.model.cell_ids[p])
+                .collect(),
+        };
+        let taken = crate::fit::pci::plan(&h.pci, &requests, &cells, &h.topo.cells)
+            .or_else(|| crate::fit::pci::plan(&h.pci, &requests, &[], &h.topo.cells))
+            .unwrap_or_default();
+        crate::fit::pci::apply_plan(&mut self.hosts[host].pci, &taken, 1);
+        self.host_changed(host);
+        taken
+    }
+
+    pub(super) fn give_back_devices(&mut self, host: usize, taken: &[(usize, i64)]) {
+        if !taken.is_empty() {
+            crate::fit::pci::apply_plan(&mut self.hosts[host].pci, taken, -1);
+            self.host_changed(host);
+        }
     }
 
     /// Where the guest's pages land: resident MB per host cell and, per

@@ -23,6 +23,7 @@ use super::memory::MemoryMode;
 use super::observer::{Decision, Observer};
 use super::policy::{GuestView, HostView, Schedule, Verdict};
 use super::refusal::{FitShortfall, Refusal, Rejection};
+use crate::fit::host::PciRequest;
 use crate::fit::{FitError, FitOptions, Limits};
 use crate::request::{GuestTopology, ImageProps, RequestError, numa_get_constraints};
 use crate::workload::model::{Catalog, TraceRow};
@@ -76,6 +77,8 @@ struct Placed {
     advised_version: Option<u64>,
     /// Nova's scheduler: the Placement allocation and tracker usage claimed.
     nova: Option<([i64; 4], crate::sim::scheduler::placement::GuestUsage)>,
+    /// PCI devices taken: (pool index, count).
+    pci_taken: Vec<(usize, i64)>,
 }
 
 /// Marks a queue entry as a memory-growth event rather than a departure.
@@ -155,6 +158,10 @@ pub struct Simulation {
     pub running_costed: u64,
     /// Nova's view of the fleet (`Strategy::Nova` only).
     nova: Option<nova::NovaState>,
+    /// PCI requests per flavor (rows without image properties), and per
+    /// (flavor, image properties) for rows with some.
+    pci_plain: Vec<Result<Vec<PciRequest>, RequestError>>,
+    pci_by_image: HashMap<RequestKey, Result<Vec<PciRequest>, RequestError>>,
 }
 
 /// Capacity no flavor of the catalog can use (`Simulation::stranded`).
@@ -184,6 +191,16 @@ impl Ord for OrderedTime {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
     }
+}
+
+/// The host lacks the guest's PCI devices at all (wherever they sit; the
+/// NUMA affinity is the fit's, for policies that use Nova's fit).
+pub(super) fn pci_refusal(h: &SimHost, guest: &GuestView) -> Option<Refusal> {
+    (!guest.pci.is_empty()
+        && !crate::fit::pci::support_requests(&h.pci, guest.pci, &[], &h.topo.cells))
+    .then(|| Refusal::PciDevices {
+        asked: guest.pci.iter().map(|r| r.count).sum(),
+    })
 }
 
 impl Simulation {
@@ -250,7 +267,19 @@ impl Simulation {
             running_latency: 0.0,
             running_costed: 0,
             nova: None,
+            pci_plain: Vec::new(),
+            pci_by_image: HashMap::new(),
         };
+        sim.pci_plain = sim
+            .catalog
+            .flavors
+            .iter()
+            .map(|f| {
+                ImageProps::from_pairs(&[]).and_then(|image| {
+                    crate::request::pci::pci_requests(f, &image, &sim.config.pci_aliases)
+                })
+            })
+            .collect();
         if sim.config.strategy == Strategy::Nova {
             // Nova's initial ratios where the run gives none, for the fit's
             // limits and Placement's inventories alike.
@@ -275,10 +304,22 @@ impl Simulation {
                         .ram_allocation_ratio
                         .or(l.map(|l| l.ram_allocation_ratio))
                         .unwrap_or(1.0);
-                    crate::sim::scheduler::NovaHost::new(&h.topo, h.compute, &sched, cpu, ram)
+                    let mut nh =
+                        crate::sim::scheduler::NovaHost::new(&h.topo, h.compute, &sched, cpu, ram);
+                    nh.free_pci = h.pci.iter().map(|p| p.count).sum();
+                    nh
                 })
                 .collect();
-            sim.nova = Some(nova::NovaState::new(sched, nova_hosts, sim.config.seed));
+            let pci_changes = sim
+                .pci_plain
+                .iter()
+                .any(|r| r.as_ref().is_ok_and(|r| !r.is_empty()));
+            sim.nova = Some(nova::NovaState::new(
+                sched,
+                nova_hosts,
+                sim.config.seed,
+                pci_changes,
+            ));
         }
         sim.max_ram_slack = sim
             .hosts
@@ -362,6 +403,7 @@ impl Simulation {
             cpu_load: &self.cpu_load[i],
             fit: self.fit_options(),
             memory_mode: self.config.memory_mode,
+            pci: &self.hosts[i].pci,
         }
     }
 
@@ -464,6 +506,35 @@ impl Simulation {
         Ok(())
     }
 
+    /// The row's PCI requests (empty when they are invalid: `ensure_pci`
+    /// refuses those rows first).
+    fn pci_requests_of(&self, row: &TraceRow) -> &[PciRequest] {
+        let r = if row.image_props.is_empty() {
+            self.pci_plain.get(row.flavor)
+        } else {
+            self.pci_by_image
+                .get(&(row.flavor, row.image_props.clone()))
+                .or(self.pci_plain.get(row.flavor))
+        };
+        r.and_then(|r| r.as_deref().ok()).unwrap_or(&[])
+    }
+
+    /// Computes the row's PCI requests (cached); the error when they are invalid.
+    fn ensure_pci(&mut self, row: &TraceRow) -> Result<(), RequestError> {
+        let flavor = &self.catalog.flavors[row.flavor];
+        if row.image_props.is_empty() || flavor.spec("pci_passthrough:alias").is_none() {
+            return self.pci_plain[row.flavor].clone().map(|_| ());
+        }
+        let key = (row.flavor, row.image_props.clone());
+        if !self.pci_by_image.contains_key(&key) {
+            let r = ImageProps::from_pairs(&row.image_props).and_then(|image| {
+                crate::request::pci::pci_requests(flavor, &image, &self.config.pci_aliases)
+            });
+            self.pci_by_image.insert(key.clone(), r);
+        }
+        self.pci_by_image[&key].clone().map(|_| ())
+    }
+
     /// The row's guest topology, computed once per (flavor, image properties).
     fn request_for(&mut self, row: &TraceRow) -> CachedRequest {
         // Most rows have no image properties: one slot per flavor, no hashing.
@@ -526,6 +597,7 @@ impl Simulation {
             vcpus,
             memory_mb: flavor.memory_mb,
             touched_mb: flavor.memory_mb as f64 * self.touched(row.flavor),
+            pci: self.pci_requests_of(row),
         }
     }
 
@@ -574,6 +646,9 @@ impl Simulation {
         {
             return Ok(Err(r));
         }
+        if let Some(r) = pci_refusal(h, guest) {
+            return Ok(Err(r));
+        }
         if guest.request.filter(|_| self.numa_policy).is_some() {
             *fit_calls += 1;
         }
@@ -584,9 +659,19 @@ impl Simulation {
         self.now = row.arrival_s;
         self.arrivals += 1;
         let cached = self.request_for(&row);
-        let request = match cached.as_ref() {
-            Ok(r) => r.as_ref(),
+        let pci_error = match cached.as_ref() {
+            Ok(_) => self.ensure_pci(&row).err(),
+            Err(_) => None,
+        };
+        let checked = match (cached.as_ref(), pci_error) {
+            (Ok(r), None) => Ok(r.as_ref()),
+            (Ok(_), Some(e)) => Err(e),
+            (Err(e), _) => Err(e.clone()),
+        };
+        let request = match checked {
+            Ok(r) => r,
             Err(e) => {
+                let e = &e;
                 if obs.wants_reasons() {
                     obs.rejection(row.arrival_s, &row, &Rejection::InvalidRequest(e.clone()));
                 }
@@ -685,14 +770,17 @@ impl Simulation {
         };
         self.refused = refused;
         self.change_usage(host, binding.fitted(), vcpus, mem, false, None)?;
+        let pci_taken = self.take_devices(host, &row, &binding);
+        let devices: i64 = pci_taken.iter().map(|t| t.1).sum();
         if let Some((alloc, usage)) = &nova_claim {
-            self.nova_apply(host, alloc, usage, 1);
+            self.nova_apply(host, alloc, usage, devices, 1);
         }
         let Some((pages, by_demand)) = self.place_pages(host, &binding, touched_mb) else {
             // The kernel kills the guest: release what was claimed.
             self.change_usage(host, binding.fitted(), vcpus, mem, true, None)?;
+            self.give_back_devices(host, &pci_taken);
             if let Some((alloc, usage)) = &nova_claim {
-                self.nova_apply(host, alloc, usage, -1);
+                self.nova_apply(host, alloc, usage, devices, -1);
             }
             if obs.wants_reasons() {
                 let mode = self.config.memory_mode.unwrap_or(MemoryMode::Strict);
@@ -714,6 +802,22 @@ impl Simulation {
                 &self.config.calibration,
             );
             obs.guest_cost(row.arrival_s, &row, &cost);
+            if !pci_taken.is_empty() {
+                let h = &self.hosts[host];
+                let sockets: Vec<Option<i64>> = h.topo.cells.iter().map(|c| c.socket).collect();
+                let taken: Vec<(Option<i64>, i64)> = pci_taken
+                    .iter()
+                    .map(|&(p, n)| (h.pci[p].numa_node, n))
+                    .collect();
+                let used = super::cost::device_use(
+                    &h.model,
+                    &sockets,
+                    &binding.own_cells(&h.model),
+                    &taken,
+                    &self.config.device_calibration,
+                );
+                obs.devices(row.arrival_s, &row, &used);
+            }
             Some((cost.remote, cost.latency))
         } else {
             None
@@ -773,6 +877,7 @@ impl Simulation {
             scan_pos_mb: 0.0,
             advised_version: None,
             nova: nova_claim,
+            pci_taken,
         });
         let binding = &self.placed[slot].as_ref().expect("just placed").binding;
         obs.arrival(

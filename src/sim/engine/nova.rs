@@ -44,9 +44,15 @@ pub(super) enum Outcome {
 }
 
 impl NovaState {
-    pub fn new(config: Arc<SchedulerConfig>, hosts: Vec<NovaHost>, seed: u64) -> NovaState {
+    /// `pci_changes`: some guest asks for PCI devices (free counts change).
+    pub fn new(
+        config: Arc<SchedulerConfig>,
+        hosts: Vec<NovaHost>,
+        seed: u64,
+        pci_changes: bool,
+    ) -> NovaState {
         // Flavors carry no disk here, so free disk never changes in a run.
-        let weighing = Weighing::new(&config).without_constant(&hosts, false);
+        let weighing = Weighing::new(&config).without_constant(&hosts, false, pci_changes);
         let index = (!config.truncates(hosts.len())).then(|| HostIndex::new(&weighing, &hosts));
         NovaState {
             weighing,
@@ -99,6 +105,12 @@ impl Simulation {
                 Filter::Compute => h.compute.disabled || h.compute.forced_down,
                 Filter::NumInstances => h.num_instances >= nova.config.max_instances_per_host,
                 Filter::IoOps => nova.config.max_io_ops_per_host <= 0,
+                Filter::PciPassthrough => {
+                    if let Some(r) = super::pci_refusal(&self.hosts[i], guest) {
+                        return Ok(Outcome::Refused(r));
+                    }
+                    false
+                }
                 Filter::NumaTopology => match self.bind_nova(i, guest, fit_calls)? {
                     Ok(b) => {
                         binding = Some(b);
@@ -256,10 +268,11 @@ impl Simulation {
         host: usize,
         alloc: &[i64; 4],
         usage: &GuestUsage,
+        devices: i64,
         sign: i64,
     ) {
         if let Some(nova) = self.nova.as_mut() {
-            nova.hosts[host].apply(alloc, usage, sign);
+            nova.hosts[host].apply(alloc, usage, devices, sign);
             if let Some(index) = nova.index.as_mut() {
                 index.update(host, &nova.hosts[host]);
             }

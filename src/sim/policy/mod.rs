@@ -59,6 +59,8 @@ pub struct HostView<'a> {
     pub fit: FitOptions,
     /// The run's memory mode (`None`: pages are not modelled).
     pub memory_mode: Option<MemoryMode>,
+    /// Its PCI device pools (free counts).
+    pub pci: &'a [crate::fit::host::PciPool],
 }
 
 /// An arriving guest as a policy sees it.
@@ -75,6 +77,22 @@ pub struct GuestView<'a> {
     pub memory_mb: i64,
     /// MB of its memory it touches at start.
     pub touched_mb: f64,
+    /// Its PCI device requests (`pci_passthrough:alias`).
+    pub pci: &'a [crate::fit::host::PciRequest],
+}
+
+/// The PCI pools and requests Nova's fit sees: the host's pools when it
+/// has devices or the guest asks for some (a host without devices then
+/// offers none), else none (the fit's cell order is Nova's plain one).
+pub fn pci_context<'a>(
+    host: &HostView<'a>,
+    guest: &GuestView<'a>,
+) -> crate::fit::search::PciContext<'a> {
+    let reports = !host.pci.is_empty() || !guest.pci.is_empty();
+    crate::fit::search::PciContext {
+        pools: reports.then_some(host.pci),
+        requests: guest.pci,
+    }
 }
 
 impl GuestView<'_> {

@@ -2,7 +2,6 @@
 //! ordering of host cells. Guests without a NUMA topology float.
 
 use super::{Entry, GuestView, HostView, PlacementPolicy, Verdict};
-use crate::fit::search::PciContext;
 use crate::fit::{FitError, fit_instance_to_host};
 use crate::sim::binding::Binding;
 use crate::sim::refusal::{FitShortfall, Refusal};
@@ -31,7 +30,7 @@ impl PlacementPolicy for Nova {
             &host.host.topo,
             request,
             host.limits,
-            &PciContext::default(),
+            &super::pci_context(host, guest),
             &host.fit,
         )?;
         Ok(fitted

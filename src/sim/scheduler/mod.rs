@@ -208,16 +208,16 @@ pub fn quantity(w: Weigher) -> Option<Quantity> {
         Weigher::NumInstances => Some(Quantity::NumInstances),
         Weigher::HypervisorVersion => Some(Quantity::HypervisorVersion),
         Weigher::BuildFailure => Some(Quantity::FailedBuilds),
+        Weigher::Pci => Some(Quantity::PciWeight),
         // No server groups, cross-cell moves, metrics, image-property
-        // weighing, I/O in flight or PCI devices requested by weighing here:
+        // weighing or I/O in flight here:
         // every host weighs the same, which normalises to 0.
         Weigher::SoftAffinity
         | Weigher::SoftAntiAffinity
         | Weigher::CrossCell
         | Weigher::ImageProperties
         | Weigher::IoOps
-        | Weigher::Metrics
-        | Weigher::Pci => None,
+        | Weigher::Metrics => None,
     }
 }
 
@@ -230,6 +230,8 @@ pub enum Quantity {
     NumInstances,
     HypervisorVersion,
     FailedBuilds,
+    /// `100 - min(free PCI devices, 99)`: the PCI weigher's raw weight.
+    PciWeight,
 }
 
 /// The scheduler's configuration, Nova's options with Nova's defaults.

@@ -78,6 +78,8 @@ pub struct NovaHost {
     pub num_instances: i64,
     pub cpu_allocation_ratio: f64,
     pub ram_allocation_ratio: f64,
+    /// Free PCI devices (all pools).
+    pub free_pci: i64,
 }
 
 impl NovaHost {
@@ -145,6 +147,7 @@ impl NovaHost {
             num_instances: 0,
             cpu_allocation_ratio: cpu_ratio,
             ram_allocation_ratio: ram_ratio,
+            free_pci: 0,
         }
     }
 
@@ -186,7 +189,8 @@ impl NovaHost {
 
     /// A claim (`sign` 1) or its release (-1): Placement's allocation and
     /// the resource tracker's usage (every flavor vCPU, dedicated or not).
-    pub fn apply(&mut self, alloc: &[i64; 4], guest: &GuestUsage, sign: i64) {
+    pub fn apply(&mut self, alloc: &[i64; 4], guest: &GuestUsage, devices: i64, sign: i64) {
+        self.free_pci -= sign * devices;
         for (u, a) in self.used.iter_mut().zip(alloc) {
             *u += sign * a;
         }

@@ -66,13 +66,20 @@ impl Weighing {
     }
 
     /// Without the terms whose quantity is the same on every host and never
-    /// changes in a run (hypervisor version, failed builds, and free disk
-    /// while no guest asks for disk): they normalise to 0 everywhere.
-    pub fn without_constant(mut self, hosts: &[NovaHost], disk_changes: bool) -> Weighing {
+    /// changes in a run (hypervisor version, failed builds, free disk while
+    /// no guest asks for disk, free PCI devices while no guest asks for
+    /// some): they normalise to 0 everywhere.
+    pub fn without_constant(
+        mut self,
+        hosts: &[NovaHost],
+        disk_changes: bool,
+        pci_changes: bool,
+    ) -> Weighing {
         self.terms.retain(|t| {
             let fixed = match t.quantity {
                 Quantity::HypervisorVersion | Quantity::FailedBuilds => true,
                 Quantity::FreeDiskMb => !disk_changes,
+                Quantity::PciWeight => !pci_changes,
                 _ => false,
             };
             let first = hosts.first().map(|h| value(h, t.quantity));
@@ -130,6 +137,7 @@ pub fn value(host: &NovaHost, q: Quantity) -> f64 {
         Quantity::NumInstances => host.num_instances as f64,
         Quantity::HypervisorVersion => host.compute.hypervisor_version as f64,
         Quantity::FailedBuilds => host.compute.failed_builds as f64,
+        Quantity::PciWeight => (100 - host.free_pci.min(99)) as f64,
     }
 }
 
@@ -712,6 +720,7 @@ mod tests {
             num_instances: extra.2,
             cpu_allocation_ratio: 4.0,
             ram_allocation_ratio: 1.5,
+            free_pci: (mem_used / 1024) % 3,
         }
     }
 
@@ -804,7 +813,7 @@ mod tests {
                 if let Some(&(h, claim)) = moves.get(step) {
                     let h = h % hosts.len();
                     let alloc = [ask.0, 0, ask.1, 0];
-                    hosts[h].apply(&alloc, &guest, if claim { 1 } else { -1 });
+                    hosts[h].apply(&alloc, &guest, 0, if claim { 1 } else { -1 });
                     index.update(h, &hosts[h]);
                 }
             }
