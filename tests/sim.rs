@@ -2108,3 +2108,157 @@ fn the_scenario_reference_is_generated_from_the_scenario_types() {
         assert!(committed.contains(key), "{key}");
     }
 }
+
+/// A two-host scenario with an SR-IOV NIC (2 VFs on node 0) on `nic0` only
+/// and NFV guests that need a VF on their own node, replayed from a trace.
+fn sriov_scenario(dir: &Path, policy: &str, trace: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("trace.csv"), trace).unwrap();
+    let text = format!(
+        r#"
+name = "sriov-test"
+[[pci_alias]]
+name = "vf"
+vendor_id = "8086"
+product_id = "154c"
+device_type = "type-VF"
+[[fleet]]
+count = 1
+[fleet.synthetic]
+name = "nic"
+sockets = 2
+cores_per_node = 4
+threads_per_core = 1
+memory_mb_per_node = 16384
+[[fleet.pci]]
+alias = "vf"
+numa_node = 0
+count = 2
+[[fleet]]
+count = 1
+[fleet.synthetic]
+name = "plain"
+sockets = 2
+cores_per_node = 4
+threads_per_core = 1
+memory_mb_per_node = 16384
+[flavors]
+list = [
+  {{ name = "nfv", vcpus = 2, memory_mb = 2048, extra_specs = "hw:numa_nodes=1;pci_passthrough:alias=vf:1;hw:pci_numa_affinity_policy=required" }},
+  {{ name = "plain", vcpus = 1, memory_mb = 1024 }},
+]
+[workload]
+trace = "trace.csv"
+[[policies]]
+{policy}
+"#
+    );
+    let p = dir.join("s.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn pci_devices_are_claimed_on_their_node_released_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Three NFV guests for two VFs: the third is refused while the first two
+    // run; after one leaves, a fourth gets its VF back.
+    let trace = "id,arrival_s,departure_s,flavor\n\
+                 a,1,100,nfv\nb,2,100,nfv\nc,3,100,nfv\nd,200,300,nfv\n";
+    for policy in ["strategy = \"nova\"", "strategy = \"spread\""] {
+        let s = sriov_scenario(tmp.path(), policy, trace);
+        let out = tmp.path().join("out");
+        let r = numasim(&[
+            "run",
+            s.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-report",
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+        let mut rows = csv::Reader::from_reader(summary.as_bytes());
+        let header = rows.headers().unwrap().clone();
+        let row = rows.records().next().unwrap().unwrap();
+        let col = |k: &str| row[header.iter().position(|h| h == k).unwrap()].to_string();
+        assert_eq!(col("placed"), "3", "{policy}");
+        assert_eq!(col("rejected"), "1", "{policy}");
+        assert_eq!(col("pci_devices"), "3", "{policy}");
+        assert_eq!(col("pci_local_devices"), "3", "{policy}");
+        assert_eq!(col("pci_remote_devices"), "0", "{policy}");
+        let reasons = std::fs::read_to_string(out.join("rejections.csv")).unwrap();
+        assert!(reasons.contains("PCI"), "{policy}: {reasons}");
+    }
+}
+
+#[test]
+fn the_pci_weigher_keeps_devices_free_for_the_guests_that_need_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A plain guest first: Nova's PCI weigher sends it to the host without
+    // devices; with the weigher off, RAM and CPU tie and fleet order puts it
+    // on the NIC host (explain shows where).
+    let trace = "id,arrival_s,departure_s,flavor\np,1,100,plain\n";
+    for (policy, host) in [
+        ("strategy = \"nova\"", "host 1"),
+        (
+            "strategy = \"nova\"\nscheduler = { pci_weight_multiplier = 0.0 }",
+            "host 0",
+        ),
+    ] {
+        let s = sriov_scenario(tmp.path(), policy, trace);
+        let r = numasim(&["explain", s.to_str().unwrap(), "--guest", "p"]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let text = stdout(&r);
+        assert!(
+            text.contains(&format!("placed on {host}")),
+            "{policy}: {text}"
+        );
+        assert!(text.contains("weighing (2 hosts passed"), "{text}");
+    }
+    // With the weigher on, its normalised score is in the table.
+    let s = sriov_scenario(tmp.path(), "strategy = \"nova\"", trace);
+    let text = stdout(&numasim(&["explain", s.to_str().unwrap(), "--guest", "p"]));
+    assert!(text.contains("PCIWeigher x1"), "{text}");
+}
+
+#[test]
+fn bad_pci_and_scheduler_settings_are_refused_with_their_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = "id,arrival_s,departure_s,flavor\na,1,2,nfv\n";
+    let s = sriov_scenario(tmp.path(), "strategy = \"nova\"", trace);
+    let text = std::fs::read_to_string(&s).unwrap();
+    for (from, to, needle) in [
+        (
+            "numa_node = 0",
+            "numa_node = 7",
+            "fleet[0].pci[0].numa_node = 7",
+        ),
+        (
+            "alias = \"vf\"\nnuma",
+            "alias = \"gpu\"\nnuma",
+            "fleet[0].pci[0].alias = `gpu`",
+        ),
+        ("vf:1;", "gpu:1;", "flavor `nfv`"),
+        (
+            "strategy = \"nova\"",
+            "strategy = \"spread\"\nscheduler = { host_subset_size = 2 }",
+            "policies[0].scheduler",
+        ),
+        (
+            "strategy = \"nova\"",
+            "strategy = \"nova\"\nscheduler = { enabled_filters = [\"NoSuchFilter\"] }",
+            "unknown filter `NoSuchFilter`",
+        ),
+    ] {
+        let body = text.replacen(from, to, 1);
+        assert_ne!(body, text, "{from}");
+        std::fs::write(tmp.path().join("bad.toml"), &body).unwrap();
+        let r = numasim(&[
+            "run",
+            tmp.path().join("bad.toml").to_str().unwrap(),
+            "--out",
+            tmp.path().join("bad-out").to_str().unwrap(),
+        ]);
+        assert_eq!(r.status.code(), Some(2), "{needle}: {}", stderr(&r));
+        assert!(stderr(&r).contains(needle), "{needle}: {}", stderr(&r));
+    }
+}

@@ -50,6 +50,10 @@ impl fmt::Display for Refusal {
                 }
             ),
             Refusal::Filter { filter } => write!(f, "refused by {filter}"),
+            Refusal::PciNotLocal { asked } => write!(
+                f,
+                "no {asked} free PCI device(s) near cells that fit the guest (PCI NUMA affinity policy)"
+            ),
             Refusal::PciDevices { asked } => {
                 write!(
                     f,

@@ -35,6 +35,9 @@ pub enum Refusal {
     PlacementTrait { name: &'static str, required: bool },
     /// The host lacks free PCI devices for the guest's requests (`asked` devices in all).
     PciDevices { asked: i64 },
+    /// The devices exist, but not where the guest's PCI NUMA affinity
+    /// policy allows with the cells the guest could get.
+    PciNotLocal { asked: i64 },
     /// Nova's scheduler: an enabled filter refused the host.
     Filter { filter: &'static str },
 }

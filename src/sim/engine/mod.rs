@@ -942,6 +942,25 @@ impl Simulation {
                 let ratio = self
                     .limits_of(h)
                     .map_or(f64::INFINITY, |l| l.cpu_allocation_ratio);
+                if let Some(r) = pci_refusal(h, guest) {
+                    return r;
+                }
+                // The devices exist; if the guest fits once they are left
+                // out, their NUMA affinity policy is what refused it.
+                let fits_without_devices = !guest.pci.is_empty()
+                    && crate::fit::fit_instance_to_host(
+                        &h.topo,
+                        t,
+                        self.limits_of(h),
+                        &Default::default(),
+                        &self.fit_options(),
+                    )
+                    .is_ok_and(|f| f.is_some());
+                if fits_without_devices {
+                    return Refusal::PciNotLocal {
+                        asked: guest.pci.iter().map(|r| r.count).sum(),
+                    };
+                }
                 Refusal::NoFit(super::explain::fit_shortfall(
                     &h.topo,
                     t,
