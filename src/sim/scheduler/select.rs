@@ -227,7 +227,11 @@ use std::collections::{BTreeSet, HashMap};
 const DIRECTIONS: usize = 96;
 
 fn lambda(k: usize) -> f64 {
-    (k as f64 / 2.0 - 24.0).exp2()
+    LAMBDAS.with(|l| l[k])
+}
+
+thread_local! {
+    static LAMBDAS: [f64; DIRECTIONS] = std::array::from_fn(|k| (k as f64 / 2.0 - 24.0).exp2());
 }
 
 /// A segment tree over leaves that each hold a point (a value per
@@ -639,25 +643,32 @@ impl HostIndex {
         let mut group: Vec<usize> = Vec::new();
         let mut group_weight = f64::NAN;
         let mut take_group = |group: &mut Vec<usize>, w: f64, ranked: &mut Vec<(usize, f64)>| {
-            let mut hosts: Vec<usize> = group
-                .iter()
-                .flat_map(|&s| self.members[s].iter().copied())
-                .collect();
-            if group.len() > 1 {
-                hosts.sort_unstable();
-            }
-            group.clear();
+            // One state (the common case): its hosts in order, read only as
+            // far as needed; several: merged into fleet order.
+            let hosts: Box<dyn Iterator<Item = usize>> = if group.len() == 1 {
+                Box::new(self.members[group[0]].iter().copied())
+            } else {
+                let mut all: Vec<usize> = group
+                    .iter()
+                    .flat_map(|&s| self.members[s].iter().copied())
+                    .collect();
+                all.sort_unstable();
+                Box::new(all.into_iter())
+            };
             let top_group = ranked.first().is_none_or(|f| f.1 == w);
+            let mut done = false;
             for h in hosts {
                 if passes(h) {
                     ranked.push((h, w));
                     // With shuffling, every host tied with the best is needed.
                     if ranked.len() >= subset && !(shuffle && top_group) {
-                        return true;
+                        done = true;
+                        break;
                     }
                 }
             }
-            ranked.len() >= subset
+            group.clear();
+            done || ranked.len() >= subset
         };
         let mut done = false;
         tree.search(&[], bound, |slot, w| {
