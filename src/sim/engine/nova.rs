@@ -189,8 +189,47 @@ impl Simulation {
             pass
         };
         let queries: Vec<_> = std::iter::once(req.primary).chain(req.fallback).collect();
+        // Pinned guest cells need a host cell with that many free pCPUs
+        // (when the NUMA filter runs Nova's fit).
+        let pins = self.numa_policy && nova.config.filters.contains(&Filter::NumaTopology);
+        let cell_pcpus = request
+            .filter(|_| pins)
+            .and_then(|t| t.cells.iter().map(|c| c.pcpuset.len() as i64).max())
+            .unwrap_or(0);
+        let cell_hugepages_mb = request
+            .filter(|_| pins)
+            .and_then(|t| {
+                t.cells
+                    .iter()
+                    .filter(|c| {
+                        c.pagesize
+                            .is_some_and(|s| s == crate::request::MEMPAGES_LARGE || s > 4)
+                    })
+                    .map(|c| c.memory_mb)
+                    .max()
+            })
+            .unwrap_or(0);
+        // A floating guest cell fits only where `usage + memory <= memory *
+        // ratio` (checked when the fit checks cell memory and has limits).
+        let cell_memory_mb = request
+            .filter(|_| pins && self.checks_cell_memory() && self.config.limits.is_some())
+            .and_then(|t| {
+                t.cells
+                    .iter()
+                    .filter(|c| crate::request::CpuPolicy::floats(c.cpu_policy))
+                    .filter(|c| !crate::request::CpuPolicy::pins(c.cpu_policy))
+                    .map(|c| c.memory_mb)
+                    .max()
+            })
+            .unwrap_or(0);
+        let need = crate::sim::scheduler::Need {
+            queries: &queries,
+            cell_pcpus,
+            cell_hugepages_mb,
+            cell_memory_mb,
+        };
         let (_, ranked) = match &nova.index {
-            Some(index) => index.rank(&nova.weighing, &nova.config, &queries, &mut passes),
+            Some(index) => index.rank(&nova.weighing, &nova.config, &need, &mut passes),
             None => {
                 let survivors = self.nova_survivors(nova, &req, &mut passes);
                 select::rank_all(&nova.weighing, &nova.hosts, &survivors)
@@ -271,8 +310,21 @@ impl Simulation {
         devices: i64,
         sign: i64,
     ) {
+        let topo = &self.hosts[host].topo;
+        let (pcpus, hugepages, memory) = (
+            crate::sim::scheduler::placement::cell_pcpus_free(topo),
+            crate::sim::scheduler::placement::cell_hugepages_free_mb(topo),
+            crate::sim::scheduler::placement::cell_memory_free_mb(
+                topo,
+                self.limits_of(&self.hosts[host])
+                    .map_or(f64::INFINITY, |l| l.ram_allocation_ratio),
+            ),
+        );
         if let Some(nova) = self.nova.as_mut() {
             nova.hosts[host].apply(alloc, usage, devices, sign);
+            nova.hosts[host].cell_pcpus_free = pcpus;
+            nova.hosts[host].cell_hugepages_free_mb = hugepages;
+            nova.hosts[host].cell_memory_free_mb = memory;
             if let Some(index) = nova.index.as_mut() {
                 index.update(host, &nova.hosts[host]);
             }

@@ -17,7 +17,7 @@ pub mod select;
 
 pub use placement::{Inventory, NovaHost, ResourceRequest};
 pub use pyrandom::PyRandom;
-pub use select::{Choice, HostIndex, Weighing};
+pub use select::{Choice, HostIndex, Need, Weighing};
 
 /// A scheduler filter (`[filter_scheduler] enabled_filters`) numasim models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -80,6 +80,15 @@ pub struct NovaHost {
     pub ram_allocation_ratio: f64,
     /// Free PCI devices (all pools).
     pub free_pci: i64,
+    /// The most free dedicated CPUs of one NUMA cell (the fit's first check
+    /// for pinned guests; kept by the simulator from the fit's state).
+    pub cell_pcpus_free: i64,
+    /// The most free memory (MB) in one pool of large pages of one cell.
+    pub cell_hugepages_free_mb: i64,
+    /// The most memory (MB) a floating guest cell may still take on one
+    /// cell at the RAM allocation ratio (`memory * ratio - usage`, the fit's
+    /// last check of a floating cell).
+    pub cell_memory_free_mb: i64,
 }
 
 impl NovaHost {
@@ -148,6 +157,9 @@ impl NovaHost {
             cpu_allocation_ratio: cpu_ratio,
             ram_allocation_ratio: ram_ratio,
             free_pci: 0,
+            cell_pcpus_free: cell_pcpus_free(topo),
+            cell_hugepages_free_mb: cell_hugepages_free_mb(topo),
+            cell_memory_free_mb: cell_memory_free_mb(topo, ram_ratio),
         }
     }
 
@@ -306,4 +318,34 @@ fn sorted(set: &crate::fit::pyset::PySet) -> Vec<u32> {
     let mut v = set.to_vec();
     v.sort_unstable();
     v
+}
+
+/// The most free dedicated CPUs of one cell of `topo`.
+pub fn cell_pcpus_free(topo: &HostTopology) -> i64 {
+    topo.cells
+        .iter()
+        .map(|c| c.avail_pcpus() as i64)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The most free memory (MB) in one pool of large pages of one cell of `topo`.
+pub fn cell_hugepages_free_mb(topo: &HostTopology) -> i64 {
+    topo.cells
+        .iter()
+        .flat_map(|c| c.mempages.iter())
+        .filter(|p| p.size_kb > 4)
+        .map(|p| p.free() * p.size_kb / 1024)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The most memory (MB) a floating guest cell may still take on one cell
+/// of `topo` at RAM allocation ratio `ratio` (rounded down).
+pub fn cell_memory_free_mb(topo: &HostTopology, ratio: f64) -> i64 {
+    topo.cells
+        .iter()
+        .map(|c| (c.memory_mb as f64 * ratio - c.memory_usage_mb as f64).floor() as i64)
+        .max()
+        .unwrap_or(0)
 }

@@ -266,7 +266,7 @@ impl Tree {
             min: vec![f64::INFINITY; 2 * size * q],
             live: vec![0; 2 * size],
             room: if rooms {
-                vec![f64::NEG_INFINITY; 2 * size * 4]
+                vec![f64::NEG_INFINITY; 2 * size * ROOMS]
             } else {
                 Vec::new()
             },
@@ -280,7 +280,7 @@ impl Tree {
     }
 
     /// Sets leaf `i` (`None`: empty) without updating its ancestors.
-    fn put(&mut self, i: usize, point: Option<(&[f64], [f64; 4])>) {
+    fn put(&mut self, i: usize, point: Option<(&[f64], [f64; ROOMS])>) {
         let (q, node) = (self.q, self.size + i);
         self.live[node] = u32::from(point.is_some());
         for k in 0..q {
@@ -289,8 +289,8 @@ impl Tree {
             self.min[node * q + k] = v.unwrap_or(f64::INFINITY);
         }
         if !self.room.is_empty() {
-            for c in 0..4 {
-                self.room[node * 4 + c] = point.map_or(f64::NEG_INFINITY, |p| p.1[c]);
+            for c in 0..ROOMS {
+                self.room[node * ROOMS + c] = point.map_or(f64::NEG_INFINITY, |p| p.1[c]);
             }
         }
         if let Some((r, c)) = self.pair {
@@ -310,8 +310,9 @@ impl Tree {
             self.min[node * q + k] = self.min[l * q + k].min(self.min[r * q + k]);
         }
         if !self.room.is_empty() {
-            for c in 0..4 {
-                self.room[node * 4 + c] = self.room[l * 4 + c].max(self.room[r * 4 + c]);
+            for c in 0..ROOMS {
+                self.room[node * ROOMS + c] =
+                    self.room[l * ROOMS + c].max(self.room[r * ROOMS + c]);
             }
         }
         if self.pair.is_some() {
@@ -329,7 +330,7 @@ impl Tree {
     }
 
     /// Sets leaf `i` and updates its ancestors.
-    fn set(&mut self, i: usize, point: Option<(&[f64], [f64; 4])>) {
+    fn set(&mut self, i: usize, point: Option<(&[f64], [f64; ROOMS])>) {
         self.put(i, point);
         let mut node = (self.size + i) / 2;
         while node >= 1 {
@@ -338,16 +339,19 @@ impl Tree {
         }
     }
 
-    /// Whether some point below `node` might be a candidate of some query.
-    fn may_fit(&self, node: usize, queries: &[Amounts]) -> bool {
+    /// Whether some point below `node` might be a candidate of some query
+    /// and have a cell with `need.cell_pcpus` free dedicated CPUs.
+    fn may_fit(&self, node: usize, need: &Need) -> bool {
         self.live[node] > 0
             && (self.room.is_empty()
-                || queries.iter().any(|a| {
-                    a.amounts
-                        .iter()
-                        .enumerate()
-                        .all(|(c, &amount)| amount == 0 || self.room[node * 4 + c] >= amount as f64)
-                }))
+                || (need.cell_pcpus as f64 <= self.room[node * ROOMS + CELL_PCPUS]
+                    && need.cell_hugepages_mb as f64 <= self.room[node * ROOMS + CELL_HUGEPAGES]
+                    && need.cell_memory_mb as f64 <= self.room[node * ROOMS + CELL_MEMORY]
+                    && need.queries.iter().any(|a| {
+                        a.amounts.iter().enumerate().all(|(c, &amount)| {
+                            amount == 0 || self.room[node * ROOMS + c] >= amount as f64
+                        })
+                    })))
     }
 
     /// The leftmost leaf position below `node`.
@@ -364,12 +368,12 @@ impl Tree {
     /// until it returns `false`.
     fn search(
         &self,
-        queries: &[Amounts],
+        need: &Need,
         key: impl Fn(usize) -> f64,
         mut visit: impl FnMut(usize, f64) -> bool,
     ) {
         let mut heap = BinaryHeap::new();
-        if !self.may_fit(1, queries) {
+        if !self.may_fit(1, need) {
             return;
         }
         let entry = |node: usize| Entry {
@@ -387,7 +391,7 @@ impl Tree {
                 continue;
             }
             for child in [2 * e.node, 2 * e.node + 1] {
-                if self.may_fit(child, queries) {
+                if self.may_fit(child, need) {
                     heap.push(entry(child));
                 }
             }
@@ -491,9 +495,9 @@ impl HostIndex {
                 let s = self.free_slots.pop().expect("at most one state per host");
                 self.slot_of.insert(key, s);
                 if update {
-                    self.states.set(s, Some((&values, [0.0; 4])));
+                    self.states.set(s, Some((&values, [0.0; ROOMS])));
                 } else {
-                    self.states.put(s, Some((&values, [0.0; 4])));
+                    self.states.put(s, Some((&values, [0.0; ROOMS])));
                 }
                 self.values[s] = values;
                 s
@@ -525,7 +529,7 @@ impl HostIndex {
     /// first host that `passes` in that order.
     fn extreme(
         &self,
-        queries: &[Amounts],
+        need: &Need,
         k: usize,
         largest: bool,
         passes: &mut impl FnMut(usize) -> bool,
@@ -534,7 +538,7 @@ impl HostIndex {
         let tree = &self.hosts;
         let mut found = None;
         tree.search(
-            queries,
+            need,
             |node| {
                 if largest {
                     tree.max[node * q + k]
@@ -563,7 +567,7 @@ impl HostIndex {
         &self,
         weighing: &Weighing,
         config: &SchedulerConfig,
-        queries: &[Amounts],
+        need: &Need,
         mut passes: impl FnMut(usize) -> bool,
     ) -> (Vec<Norm>, Vec<(usize, f64)>) {
         let q = self.quantities.len();
@@ -580,12 +584,12 @@ impl HostIndex {
         // The survivors' extremes, per quantity the terms need.
         let mut norms = Vec::with_capacity(weighing.terms.len());
         for (t, &k) in weighing.terms.iter().zip(&slots) {
-            let Some(max) = self.extreme(queries, k, true, &mut passes) else {
+            let Some(max) = self.extreme(need, k, true, &mut passes) else {
                 return (Vec::new(), Vec::new());
             };
             let min = match t.minval {
                 Some(_) => max,
-                None => self.extreme(queries, k, false, &mut passes).unwrap_or(max),
+                None => self.extreme(need, k, false, &mut passes).unwrap_or(max),
             };
             norms.push(Weighing::norm(t, min, max));
         }
@@ -658,6 +662,10 @@ impl HostIndex {
             let top_group = ranked.first().is_none_or(|f| f.1 == w);
             let mut done = false;
             for h in hosts {
+                let leaf = self.hosts.size + h;
+                if !self.hosts.may_fit(leaf, need) {
+                    continue;
+                }
                 if passes(h) {
                     ranked.push((h, w));
                     // With shuffling, every host tied with the best is needed.
@@ -671,7 +679,13 @@ impl HostIndex {
             done || ranked.len() >= subset
         };
         let mut done = false;
-        tree.search(&[], bound, |slot, w| {
+        let everything = Need {
+            queries: &[],
+            cell_pcpus: 0,
+            cell_hugepages_mb: 0,
+            cell_memory_mb: 0,
+        };
+        tree.search(&everything, bound, |slot, w| {
             if !group.is_empty()
                 && w != group_weight
                 && take_group(&mut group, group_weight, &mut ranked)
@@ -690,8 +704,39 @@ impl HostIndex {
     }
 }
 
-fn rooms(h: &NovaHost) -> [f64; 4] {
-    [h.room(0), h.room(1), h.room(2), h.room(3)]
+fn rooms(h: &NovaHost) -> [f64; ROOMS] {
+    [
+        h.room(0),
+        h.room(1),
+        h.room(2),
+        h.room(3),
+        h.cell_pcpus_free as f64,
+        h.cell_hugepages_free_mb as f64,
+        h.cell_memory_free_mb as f64,
+    ]
+}
+
+/// Per host: the room of each resource class, then the most free
+/// dedicated CPUs of one cell, then the most free memory in one pool of
+/// large pages of one cell, then the most free memory of one cell.
+const ROOMS: usize = 7;
+const CELL_PCPUS: usize = 4;
+const CELL_HUGEPAGES: usize = 5;
+const CELL_MEMORY: usize = 6;
+
+/// What a host must have to pass: room for one of Placement's queries,
+/// and (when the NUMA filter runs Nova's fit) a cell with `cell_pcpus` free
+/// dedicated CPUs, one with a pool of large pages holding
+/// `cell_hugepages_mb` and one with `cell_memory_mb` free, which Nova's fit
+/// requires of some host cell for each pinned, large-page or (when it
+/// checks cell memory) plain guest cell. All are necessary conditions, so
+/// leaving out hosts that lack them changes nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Need<'a> {
+    pub queries: &'a [Amounts],
+    pub cell_pcpus: i64,
+    pub cell_hugepages_mb: i64,
+    pub cell_memory_mb: i64,
 }
 
 #[cfg(test)]
@@ -732,6 +777,9 @@ mod tests {
             cpu_allocation_ratio: 4.0,
             ram_allocation_ratio: 1.5,
             free_pci: (mem_used / 1024) % 3,
+            cell_pcpus_free: 0,
+            cell_hugepages_free_mb: 0,
+            cell_memory_free_mb: 0,
         }
     }
 
@@ -803,7 +851,13 @@ mod tests {
                 let passes = |i: usize| pass[i] && hosts[i].candidate(&query);
                 let survivors: Vec<usize> = (0..hosts.len()).filter(|&i| passes(i)).collect();
                 let (_, full) = rank_all(&weighing, &hosts, &survivors);
-                let (_, fast) = index.rank(&weighing, &config, &[query], passes);
+                let need = Need {
+                    queries: &[query],
+                    cell_pcpus: 0,
+                    cell_hugepages_mb: 0,
+                    cell_memory_mb: 0,
+                };
+                let (_, fast) = index.rank(&weighing, &config, &need, passes);
                 prop_assert!(fast.len() <= full.len());
                 prop_assert!(fast.len() >= config.host_subset_size.min(full.len()));
                 if config.shuffle_best_same_weighed_hosts && !full.is_empty() {
