@@ -181,3 +181,80 @@ fn nova_scheduler_replays_match_byte_for_byte() {
     }
     assert_eq!(checked, expected.len(), "every archived replay is checked");
 }
+
+/// The index chooses what Nova's full scan chooses on whole replays too:
+/// every arrival, with the fit's necessary conditions pruning hosts, under
+/// tight ratios (many fits fail), packing, other multipliers and random
+/// subsets with shuffling.
+#[test]
+fn nova_index_and_full_scan_place_every_guest_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = [
+        r#"{"cpu_allocation_ratio": 16.0, "ram_allocation_ratio": 1.5}"#,
+        r#"{"cpu_allocation_ratio": 2.0, "ram_allocation_ratio": 1.0}"#,
+    ];
+    let configs: [&[&str]; 4] = [
+        &[],
+        &["--conf", "filter_scheduler.ram_weight_multiplier=-1.0"],
+        &[
+            "--conf",
+            "filter_scheduler.cpu_weight_multiplier=3.0",
+            "--conf",
+            "filter_scheduler.num_instances_weight_multiplier=-0.5",
+        ],
+        &[
+            "--conf",
+            "filter_scheduler.host_subset_size=4",
+            "--conf",
+            "filter_scheduler.shuffle_best_same_weighed_hosts=true",
+            "--seed",
+            "9",
+        ],
+    ];
+    let mut runs = 0;
+    for (fleet, trace) in [
+        ("replay/small-fleet.json", "replay/small-trace.csv"),
+        (
+            "replay-sched/hetero-fleet.json",
+            "replay-sched/hetero-trace.csv",
+        ),
+    ] {
+        for l in limits {
+            for extra in configs {
+                let mut outputs = Vec::new();
+                for full in [false, true] {
+                    let out = tmp.path().join(format!("{runs}-{full}.jsonl"));
+                    let (f, t, c) = (data(fleet), data(trace), data("replay/flavors.csv"));
+                    let mut args = vec![
+                        "replay",
+                        "--strategy",
+                        "nova",
+                        "--fleet",
+                        f.to_str().unwrap(),
+                        "--trace",
+                        t.to_str().unwrap(),
+                        "--flavors",
+                        c.to_str().unwrap(),
+                        "--limits",
+                        l,
+                        "--out",
+                        out.to_str().unwrap(),
+                    ];
+                    args.extend_from_slice(extra);
+                    if full {
+                        args.push("--full-scan");
+                    }
+                    let run = numasim(&args);
+                    assert!(run.status.success(), "{}", stderr(&run));
+                    outputs.push(std::fs::read_to_string(&out).unwrap());
+                }
+                assert!(
+                    outputs[0] == outputs[1],
+                    "{fleet} {l} {extra:?}: the index and the full scan differ"
+                );
+                runs += 1;
+            }
+        }
+    }
+    assert_eq!(runs, 16);
+}

@@ -118,6 +118,7 @@ pub(super) fn replay(a: ReplayArgs) -> Result<i32> {
             .set(key, value)
             .map_err(|e| anyhow::anyhow!("--conf {e}"))?;
     }
+    scheduler.full_scan = a.full_scan;
     let mut limits = limits;
     if strategy == numasim::sim::Strategy::Nova {
         scheduler.apply_ratios(&mut limits);

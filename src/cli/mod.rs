@@ -407,6 +407,10 @@ struct ReplayArgs {
     /// Seed of the choice (`random`; `nova`: CPython's `random.Random(N)`).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// `nova`: weigh every surviving host as Nova does instead of using the
+    /// index (the same placements, slower; a check of the index).
+    #[arg(long)]
+    full_scan: bool,
     /// Which guests get placement's host-level check: `all` (real Nova) or `non-numa`.
     #[arg(long, value_parser = keyword::<numasim::sim::HostCheck>, default_value = "all")]
     host_check: numasim::sim::HostCheck,

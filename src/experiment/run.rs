@@ -138,6 +138,8 @@ pub struct RunResult {
 /// A scenario with its files read.
 pub struct Prepared {
     pub scenario: Scenario,
+    /// The scenario file (errors of its runs name it).
+    pub path: PathBuf,
     pub base: PathBuf,
     pub hosts: Vec<SimHost>,
     pub catalog: Catalog,
@@ -396,6 +398,7 @@ pub fn prepare_scenario(
     Ok(Prepared {
         seed_independent: (seed_independent && seeds_requested > 1).then_some(seeds_requested),
         scenario,
+        path: path.to_path_buf(),
         base,
         hosts,
         catalog,
@@ -740,6 +743,18 @@ impl Prepared {
     }
 
     pub fn run_one(&self, policy: usize, seed: u64) -> Result<RunResult, RunError> {
+        // numasim's own failures name the scenario and the policy too, so
+        // the report of a bug says what to run again.
+        self.run_one_unlocated(policy, seed).map_err(|e| {
+            if e.is_internal() {
+                e.in_file(&self.path).at_key(format!("policies[{policy}]"))
+            } else {
+                e
+            }
+        })
+    }
+
+    fn run_one_unlocated(&self, policy: usize, seed: u64) -> Result<RunResult, RunError> {
         let spec = &self.scenario.policies[policy];
         let mut sim = self.simulation(policy, seed)?;
         let horizon = self.scenario.horizon_s.unwrap_or(f64::INFINITY);

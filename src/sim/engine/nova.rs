@@ -53,7 +53,7 @@ impl NovaState {
     ) -> NovaState {
         // Flavors carry no disk here, so free disk never changes in a run.
         let weighing = Weighing::new(&config).without_constant(&hosts, false, pci_changes);
-        let index = (!config.truncates(hosts.len())).then(|| HostIndex::new(&weighing, &hosts));
+        let index = (!config.scans_all(hosts.len())).then(|| HostIndex::new(&weighing, &hosts));
         NovaState {
             weighing,
             index,
@@ -222,11 +222,25 @@ impl Simulation {
                     .max()
             })
             .unwrap_or(0);
+        // A pinned small-page guest cell takes its memory from one host
+        // cell's smallest pages, without overcommit.
+        let cell_pinned_memory_mb = request
+            .filter(|_| pins && self.checks_cell_memory())
+            .and_then(|t| {
+                t.cells
+                    .iter()
+                    .filter(|c| crate::request::CpuPolicy::pins(c.cpu_policy))
+                    .filter(|c| matches!(c.pagesize, None | Some(0)))
+                    .map(|c| c.memory_mb)
+                    .max()
+            })
+            .unwrap_or(0);
         let need = crate::sim::scheduler::Need {
             queries: &queries,
             cell_pcpus,
             cell_hugepages_mb,
             cell_memory_mb,
+            cell_pinned_memory_mb,
         };
         let (_, ranked) = match &nova.index {
             Some(index) => index.rank(&nova.weighing, &nova.config, &need, &mut passes),
@@ -274,8 +288,8 @@ impl Simulation {
         }))
     }
 
-    /// The survivors in fleet order when Placement truncates: each query's
-    /// first `max_placement_results` candidates, merged, then the filters.
+    /// The survivors in fleet order, as Nova finds them: each query's
+    /// candidates (the first `max_placement_results`), merged, then the filters.
     fn nova_survivors(
         &self,
         nova: &NovaState,
@@ -320,11 +334,13 @@ impl Simulation {
                     .map_or(f64::INFINITY, |l| l.ram_allocation_ratio),
             ),
         );
+        let pinned_memory = crate::sim::scheduler::placement::cell_pinned_memory_free_mb(topo);
         if let Some(nova) = self.nova.as_mut() {
             nova.hosts[host].apply(alloc, usage, devices, sign);
             nova.hosts[host].cell_pcpus_free = pcpus;
             nova.hosts[host].cell_hugepages_free_mb = hugepages;
             nova.hosts[host].cell_memory_free_mb = memory;
+            nova.hosts[host].cell_pinned_memory_free_mb = pinned_memory;
             if let Some(index) = nova.index.as_mut() {
                 index.update(host, &nova.hosts[host]);
             }

@@ -256,6 +256,9 @@ pub struct SchedulerConfig {
     pub disable_fallback_pcpu_query: bool,
     pub max_instances_per_host: i64,
     pub max_io_ops_per_host: i64,
+    /// Weigh every surviving host, as Nova does, instead of the index (the
+    /// same choices, slower; `replay --full-scan` checks that).
+    pub full_scan: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -276,6 +279,7 @@ impl Default for SchedulerConfig {
             disable_fallback_pcpu_query: false,
             max_instances_per_host: 50,
             max_io_ops_per_host: 8,
+            full_scan: false,
         }
     }
 }
@@ -515,6 +519,12 @@ impl SchedulerConfig {
     /// Whether Placement's candidate list is cut before the filters see it.
     pub fn truncates(&self, hosts: usize) -> bool {
         self.max_placement_results.is_some_and(|n| n < hosts)
+    }
+
+    /// Whether the choice needs Nova's full scan (the index does not model
+    /// a truncated candidate list).
+    pub fn scans_all(&self, hosts: usize) -> bool {
+        self.full_scan || self.truncates(hosts)
     }
 }
 

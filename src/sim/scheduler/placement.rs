@@ -89,6 +89,9 @@ pub struct NovaHost {
     /// cell at the RAM allocation ratio (`memory * ratio - usage`, the fit's
     /// last check of a floating cell).
     pub cell_memory_free_mb: i64,
+    /// The most memory (MB) a pinned guest cell may take in one cell's
+    /// smallest pages (pinned guests get no overcommit).
+    pub cell_pinned_memory_free_mb: i64,
 }
 
 impl NovaHost {
@@ -160,6 +163,7 @@ impl NovaHost {
             cell_pcpus_free: cell_pcpus_free(topo),
             cell_hugepages_free_mb: cell_hugepages_free_mb(topo),
             cell_memory_free_mb: cell_memory_free_mb(topo, ram_ratio),
+            cell_pinned_memory_free_mb: cell_pinned_memory_free_mb(topo),
         }
     }
 
@@ -346,6 +350,24 @@ pub fn cell_memory_free_mb(topo: &HostTopology, ratio: f64) -> i64 {
     topo.cells
         .iter()
         .map(|c| (c.memory_mb as f64 * ratio - c.memory_usage_mb as f64).floor() as i64)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The most memory (MB) a pinned guest cell may take on one cell of
+/// `topo`: free memory in its smallest pages, or its free memory without
+/// page pools (the fit's checks for pinned small-page cells).
+pub fn cell_pinned_memory_free_mb(topo: &HostTopology) -> i64 {
+    topo.cells
+        .iter()
+        .map(|c| match c.smallest_pagesize() {
+            Some(size) => c
+                .mempages
+                .iter()
+                .find(|p| p.size_kb == size)
+                .map_or(0, |p| p.free() * p.size_kb / 1024),
+            None => c.avail_memory(),
+        })
         .max()
         .unwrap_or(0)
 }

@@ -342,11 +342,16 @@ impl Tree {
     /// Whether some point below `node` might be a candidate of some query
     /// and have a cell with `need.cell_pcpus` free dedicated CPUs.
     fn may_fit(&self, node: usize, need: &Need) -> bool {
+        // A need of 0 asks nothing (a cell's room may be negative when overcommitted).
+        let has = |amount: i64, slot: usize| {
+            amount == 0 || amount as f64 <= self.room[node * ROOMS + slot]
+        };
         self.live[node] > 0
             && (self.room.is_empty()
-                || (need.cell_pcpus as f64 <= self.room[node * ROOMS + CELL_PCPUS]
-                    && need.cell_hugepages_mb as f64 <= self.room[node * ROOMS + CELL_HUGEPAGES]
-                    && need.cell_memory_mb as f64 <= self.room[node * ROOMS + CELL_MEMORY]
+                || (has(need.cell_pcpus, CELL_PCPUS)
+                    && has(need.cell_hugepages_mb, CELL_HUGEPAGES)
+                    && has(need.cell_memory_mb, CELL_MEMORY)
+                    && has(need.cell_pinned_memory_mb, CELL_PINNED_MEMORY)
                     && need.queries.iter().any(|a| {
                         a.amounts.iter().enumerate().all(|(c, &amount)| {
                             amount == 0 || self.room[node * ROOMS + c] >= amount as f64
@@ -684,6 +689,7 @@ impl HostIndex {
             cell_pcpus: 0,
             cell_hugepages_mb: 0,
             cell_memory_mb: 0,
+            cell_pinned_memory_mb: 0,
         };
         tree.search(&everything, bound, |slot, w| {
             if !group.is_empty()
@@ -713,16 +719,18 @@ fn rooms(h: &NovaHost) -> [f64; ROOMS] {
         h.cell_pcpus_free as f64,
         h.cell_hugepages_free_mb as f64,
         h.cell_memory_free_mb as f64,
+        h.cell_pinned_memory_free_mb as f64,
     ]
 }
 
 /// Per host: the room of each resource class, then the most free
 /// dedicated CPUs of one cell, then the most free memory in one pool of
 /// large pages of one cell, then the most free memory of one cell.
-const ROOMS: usize = 7;
+const ROOMS: usize = 8;
 const CELL_PCPUS: usize = 4;
 const CELL_HUGEPAGES: usize = 5;
 const CELL_MEMORY: usize = 6;
+const CELL_PINNED_MEMORY: usize = 7;
 
 /// What a host must have to pass: room for one of Placement's queries,
 /// and (when the NUMA filter runs Nova's fit) a cell with `cell_pcpus` free
@@ -737,6 +745,8 @@ pub struct Need<'a> {
     pub cell_pcpus: i64,
     pub cell_hugepages_mb: i64,
     pub cell_memory_mb: i64,
+    /// A pinned guest cell's memory in small pages (no overcommit).
+    pub cell_pinned_memory_mb: i64,
 }
 
 #[cfg(test)]
@@ -780,6 +790,7 @@ mod tests {
             cell_pcpus_free: 0,
             cell_hugepages_free_mb: 0,
             cell_memory_free_mb: 0,
+            cell_pinned_memory_free_mb: 0,
         }
     }
 
@@ -856,6 +867,7 @@ mod tests {
                     cell_pcpus: 0,
                     cell_hugepages_mb: 0,
                     cell_memory_mb: 0,
+                    cell_pinned_memory_mb: 0,
                 };
                 let (_, fast) = index.rank(&weighing, &config, &need, passes);
                 prop_assert!(fast.len() <= full.len());
