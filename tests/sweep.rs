@@ -151,6 +151,21 @@ fn an_interrupted_sweep_resumes_from_the_runs_recorded() {
         "{}",
         stderr(&r)
     );
+    // A record with fewer metric columns (an older registry wrote it) is
+    // run again rather than assembled (it used to panic).
+    let rec_path = resumed.join("runs/run-000007.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rec_path).unwrap()).unwrap();
+    rec["metrics"].as_array_mut().unwrap().truncate(20);
+    std::fs::write(&rec_path, rec.to_string()).unwrap();
+    let r = sweep(&[SMALL, "--out", s(&resumed)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("1 to run, 35 already recorded"),
+        "{}",
+        stderr(&r)
+    );
+    assert_same_outputs(&full, &resumed);
     // --restart runs everything again.
     let r = sweep(&[SMALL, "--out", s(&resumed), "--restart"]);
     assert!(stderr(&r).contains("36 to run"), "{}", stderr(&r));

@@ -343,6 +343,11 @@ impl Sweep {
         let mut prepared = Vec::with_capacity(points.len());
         let mut runs = Vec::new();
         let mut run_digests = Vec::new();
+        let metric_names: String = crate::report::metrics::METRICS
+            .iter()
+            .map(|m| m.name)
+            .collect::<Vec<_>>()
+            .join(",");
         let mut file_digests: BTreeMap<PathBuf, u64> = BTreeMap::new();
         for (pi, point) in points.iter().enumerate() {
             let describe = || {
@@ -404,8 +409,10 @@ impl Sweep {
                 for &seed in &p.scenario.seeds {
                     let d = digest(&[
                         env!("CARGO_PKG_VERSION").as_bytes(),
-                        // Records of an older record format are not reused.
+                        // Records of an older record format, or with another
+                        // metric registry (their columns), are not reused.
                         RECORD_FORMAT.as_bytes(),
+                        metric_names.as_bytes(),
                         resolved.as_bytes(),
                         &inputs_digest,
                         format!("{hosts:?}/{policy}/{seed}").as_bytes(),
@@ -461,6 +468,9 @@ impl Sweep {
                 && let Ok(rec) = serde_json::from_str::<RunRecord>(&text)
                 && rec.run == r
                 && rec.digest == self.run_digests[r]
+                // A record of another metric registry (or a damaged one)
+                // is run again, not assembled with missing columns.
+                && rec.metrics.len() == crate::report::metrics::METRICS.len()
             {
                 found.insert(r, rec);
             }
@@ -688,7 +698,7 @@ pub fn assemble(manifest: &Manifest, records: &[RunRecord]) -> Outputs {
             let col = metric_column(metric).expect("a registry metric");
             let values: Vec<f64> = group
                 .iter()
-                .filter_map(|&i| records[i].metrics[col].parse().ok())
+                .filter_map(|&i| records[i].metrics.get(col)?.parse().ok())
                 .collect();
             let mut row = vec![first.point.to_string()];
             row.extend(first.params.iter().cloned());

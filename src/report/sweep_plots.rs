@@ -69,7 +69,7 @@ fn series_groups(manifest: &Manifest, records: &[RunRecord], x: Option<usize>) -
 fn metric(records: &[RunRecord], idx: &[usize], name: &str) -> Vec<f64> {
     let col = metric_column(name).expect("a registry metric");
     idx.iter()
-        .filter_map(|&i| records[i].metrics[col].parse().ok())
+        .filter_map(|&i| records[i].metrics.get(col)?.parse().ok())
         .collect()
 }
 
